@@ -1,0 +1,465 @@
+"""Bot definitions for the Lex V2 emulator.
+
+A bot is described by one JSON data file (see ``bots/*.json``); this module turns such a file into
+immutable dataclasses and checks it thoroughly, so that a typo in a data file fails loudly at start-up
+instead of producing odd conversations later. Only :func:`load_bot_file` and :func:`load_bots_dir` touch
+the file system; :func:`parse_bot` is pure.
+
+File format (camelCase keys, as in the Lex V2 model-building API where a counterpart exists)::
+
+    {
+      "botId": "BANKINGBOT",                 # exactly 10 upper-case letters/digits
+      "botName": "BankingBot",
+      "aliasIds": ["TSTALIASID"],
+      "localeIds": ["en_US"],
+      "sentimentAnalysis": true,
+      "nluConfidenceThreshold": 0.4,         # optional, default 0.4 (the Lex default)
+      "idleSessionTTLInSeconds": 300,        # optional, default 300
+      "slotTypes": [{"name": "...", "resolution": "TopResolution" | "OriginalValue",
+                     "values": [{"value": "Checking", "synonyms": ["chequing"]}]}],
+      "intents": [{
+        "name": "CheckBalance",
+        "sampleUtterances": ["balance for my {AccountType} account", ...],
+        "slots": [{"name": "AccountType", "slotType": "AccountTypeValues", "required": true,
+                   "prompt": <messages>, "maxRetries": 2,
+                   "waitAndContinue": {"waitingResponse": <messages>, "continueResponse": <messages>,
+                                       "stillWaitingResponse": <messages>,
+                                       "waitPhrases": [...], "continuePhrases": [...]}}],
+        "confirmation": {"prompt": <messages>, "declinationResponse": <messages>},
+        "closingResponse": <messages>,
+        "fulfilledState": "Fulfilled" | "ReadyForFulfillment",
+        "dialogActionOnClose": "Close" | "ElicitIntent",
+        "responseVariables": {"Balance": {"fromSlot": "AccountType", "values": {"Checking": "$1"},
+                                          "default": "$0.00"}}
+      }]
+    }
+
+``<messages>`` is a string (one PlainText message) or a list of strings and wire-format message objects
+(``{"contentType": "ImageResponseCard", "imageResponseCard": {...}}``). Message texts are templates:
+``{SlotName}`` is the slot's interpreted value, ``{Var}`` a response variable, and ``{Name|filter}``
+applies a filter (``money``, ``last4``, ``lower``, ``upper``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FALLBACK_INTENT = "FallbackIntent"
+BUILTIN_SLOT_TYPES: frozenset[str] = frozenset({"AMAZON.Number", "AMAZON.AlphaNumeric", "AMAZON.Date"})
+BOT_ID_RE = re.compile(r"^[0-9A-Z]{10}$")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+TEMPLATE_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([a-z0-9]+))?\}")
+TEMPLATE_FILTERS: frozenset[str] = frozenset({"money", "last4", "lower", "upper"})
+MESSAGE_CONTENT_TYPES: frozenset[str] = frozenset({"PlainText", "SSML", "CustomPayload", "ImageResponseCard"})
+CLOSING_INTENT_STATES: frozenset[str] = frozenset({"Fulfilled", "ReadyForFulfillment"})
+CLOSING_DIALOG_ACTIONS: frozenset[str] = frozenset({"Close", "ElicitIntent"})
+DEFAULT_WAIT_PHRASES: tuple[str, ...] = (
+    "wait",
+    "hold on",
+    "hang on",
+    "give me a moment",
+    "give me a second",
+    "give me a minute",
+    "one sec",
+    "one second",
+    "one moment",
+    "just a moment",
+    "just a minute",
+    "just a sec",
+)
+DEFAULT_CONTINUE_PHRASES: tuple[str, ...] = (
+    "i'm ready",
+    "im ready",
+    "i am ready",
+    "ready",
+    "go ahead",
+    "continue",
+    "i have it",
+    "i've got it",
+    "got it",
+    "found it",
+    "ok i have it",
+)
+
+Message = dict[str, Any]
+"""A message in Lex wire format, whose texts may still contain ``{...}`` template references."""
+
+
+class BotDefinitionError(ValueError):
+    """A bot data file is malformed."""
+
+
+@dataclass(frozen=True)
+class SlotTypeValue:
+    value: str
+    synonyms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SlotType:
+    name: str
+    values: tuple[SlotTypeValue, ...]
+    resolution: str = "TopResolution"
+
+
+@dataclass(frozen=True)
+class WaitAndContinue:
+    waiting_response: tuple[Message, ...]
+    continue_response: tuple[Message, ...]
+    still_waiting_response: tuple[Message, ...]
+    wait_phrases: tuple[str, ...] = DEFAULT_WAIT_PHRASES
+    continue_phrases: tuple[str, ...] = DEFAULT_CONTINUE_PHRASES
+
+
+@dataclass(frozen=True)
+class SlotDef:
+    name: str
+    slot_type: str
+    prompt: tuple[Message, ...]
+    required: bool = True
+    max_retries: int = 2
+    wait_and_continue: WaitAndContinue | None = None
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    prompt: tuple[Message, ...]
+    declination_response: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
+class ResponseVariable:
+    from_slot: str
+    values: Mapping[str, str]
+    default: str = ""
+
+
+@dataclass(frozen=True)
+class IntentDef:
+    name: str
+    sample_utterances: tuple[str, ...]
+    slots: tuple[SlotDef, ...] = ()
+    confirmation: Confirmation | None = None
+    closing_response: tuple[Message, ...] = ()
+    fulfilled_state: str = "Fulfilled"
+    dialog_action_on_close: str = "Close"
+    response_variables: Mapping[str, ResponseVariable] = field(default_factory=dict)
+
+    def slot(self, name: str) -> SlotDef | None:
+        for slot in self.slots:
+            if slot.name == name:
+                return slot
+        return None
+
+    @property
+    def slot_names(self) -> tuple[str, ...]:
+        return tuple(slot.name for slot in self.slots)
+
+
+@dataclass(frozen=True)
+class BotDef:
+    bot_id: str
+    name: str
+    alias_ids: frozenset[str]
+    locale_ids: frozenset[str]
+    intents: Mapping[str, IntentDef]
+    slot_types: Mapping[str, SlotType] = field(default_factory=dict)
+    sentiment_analysis: bool = False
+    nlu_confidence_threshold: float = 0.4
+    idle_session_ttl_seconds: int = 300
+    description: str = ""
+
+    @property
+    def fallback(self) -> IntentDef:
+        return self.intents[FALLBACK_INTENT]
+
+    def intent(self, name: str) -> IntentDef | None:
+        return self.intents.get(name)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _expect(condition: bool, where: str, message: str) -> None:
+    if not condition:
+        raise BotDefinitionError(f"{where}: {message}")
+
+
+def _str(data: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = data.get(key, default)
+    _expect(isinstance(value, str) and value != "", where, f"'{key}' must be a non-empty string")
+    assert isinstance(value, str)
+    return value
+
+
+def _str_list(data: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None and not required:
+        return ()
+    _expect(
+        isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value),
+        where,
+        f"'{key}' must be a list of non-empty strings",
+    )
+    assert isinstance(value, list)
+    _expect(not required or len(value) > 0, where, f"'{key}' must not be empty")
+    return tuple(value)
+
+
+def _check_template(text: str, where: str, names: frozenset[str] | None) -> None:
+    for match in TEMPLATE_RE.finditer(text):
+        name, flt = match.group(1), match.group(2)
+        _expect(flt is None or flt in TEMPLATE_FILTERS, where, f"unknown template filter '{flt}'")
+        _expect(names is None or name in names, where, f"template refers to unknown name '{name}'")
+
+
+def parse_messages(raw: Any, where: str, names: frozenset[str] | None = None) -> tuple[Message, ...]:
+    """Normalise a ``<messages>`` value (string, or list of strings / wire message objects)."""
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, str | dict) else raw
+    _expect(isinstance(items, list), where, "messages must be a string, an object or a list")
+    messages: list[Message] = []
+    for index, item in enumerate(items):
+        here = f"{where}[{index}]"
+        if isinstance(item, str):
+            _expect(item.strip() != "", here, "message text must not be empty")
+            _check_template(item, here, names)
+            messages.append({"contentType": "PlainText", "content": item})
+            continue
+        _expect(isinstance(item, dict), here, "message must be a string or an object")
+        content_type = item.get("contentType")
+        _expect(content_type in MESSAGE_CONTENT_TYPES, here, f"unknown contentType {content_type!r}")
+        if content_type == "ImageResponseCard":
+            card = item.get("imageResponseCard")
+            _expect(isinstance(card, dict), here, "ImageResponseCard message needs 'imageResponseCard'")
+            assert isinstance(card, dict)
+            _expect(isinstance(card.get("title"), str) and card["title"] != "", here, "card needs a title")
+            buttons = card.get("buttons", [])
+            _expect(isinstance(buttons, list) and len(buttons) <= 5, here, "card buttons: a list of <= 5")
+            for button in buttons:
+                _expect(
+                    isinstance(button, dict)
+                    and isinstance(button.get("text"), str)
+                    and isinstance(button.get("value"), str),
+                    here,
+                    "each button needs string 'text' and 'value'",
+                )
+            for text in (card["title"], card.get("subtitle") or "", *(b["text"] for b in buttons)):
+                _check_template(text, here, names)
+            messages.append({"contentType": "ImageResponseCard", "imageResponseCard": dict(card)})
+        else:
+            content = item.get("content")
+            _expect(isinstance(content, str) and content != "", here, "message needs non-empty 'content'")
+            assert isinstance(content, str)
+            _check_template(content, here, names)
+            messages.append({"contentType": content_type, "content": content})
+    _expect(len(messages) <= 10, where, "at most 10 messages")
+    return tuple(messages)
+
+
+def _parse_slot_type(raw: Any, where: str) -> SlotType:
+    _expect(isinstance(raw, dict), where, "slot type must be an object")
+    name = _str(raw, "name", where)
+    _expect(NAME_RE.match(name) is not None, where, f"bad slot type name {name!r}")
+    resolution = raw.get("resolution", "TopResolution")
+    _expect(resolution in {"TopResolution", "OriginalValue"}, where, f"bad resolution {resolution!r}")
+    raw_values = raw.get("values")
+    _expect(isinstance(raw_values, list) and raw_values, f"{where}.{name}", "'values' must be a non-empty list")
+    values: list[SlotTypeValue] = []
+    for index, item in enumerate(raw_values):
+        here = f"{where}.{name}.values[{index}]"
+        _expect(isinstance(item, dict), here, "value must be an object")
+        values.append(SlotTypeValue(_str(item, "value", here), _str_list(item, "synonyms", here, required=False)))
+    return SlotType(name=name, values=tuple(values), resolution=resolution)
+
+
+def _parse_wait_and_continue(raw: Any, where: str, names: frozenset[str]) -> WaitAndContinue:
+    _expect(isinstance(raw, dict), where, "waitAndContinue must be an object")
+    waiting = parse_messages(raw.get("waitingResponse"), f"{where}.waitingResponse", names)
+    _expect(len(waiting) > 0, where, "'waitingResponse' is required")
+    return WaitAndContinue(
+        waiting_response=waiting,
+        continue_response=parse_messages(raw.get("continueResponse"), f"{where}.continueResponse", names),
+        still_waiting_response=parse_messages(raw.get("stillWaitingResponse"), f"{where}.stillWaitingResponse", names),
+        wait_phrases=_str_list(raw, "waitPhrases", where, required=False) or DEFAULT_WAIT_PHRASES,
+        continue_phrases=_str_list(raw, "continuePhrases", where, required=False) or DEFAULT_CONTINUE_PHRASES,
+    )
+
+
+def _parse_intent(raw: Any, where: str, slot_types: Mapping[str, SlotType]) -> IntentDef:
+    _expect(isinstance(raw, dict), where, "intent must be an object")
+    name = _str(raw, "name", where)
+    _expect(NAME_RE.match(name) is not None, where, f"bad intent name {name!r}")
+    where = f"{where}({name})"
+    is_fallback = name == FALLBACK_INTENT
+    utterances = _str_list(raw, "sampleUtterances", where, required=not is_fallback)
+
+    raw_slots = raw.get("slots", [])
+    _expect(isinstance(raw_slots, list), where, "'slots' must be a list")
+    _expect(not (is_fallback and raw_slots), where, "FallbackIntent cannot have slots")
+    slot_names = frozenset(s["name"] for s in raw_slots if isinstance(s, dict) and isinstance(s.get("name"), str))
+    raw_vars = raw.get("responseVariables", {})
+    _expect(isinstance(raw_vars, dict), where, "'responseVariables' must be an object")
+    names = slot_names | frozenset(raw_vars)
+
+    slots: list[SlotDef] = []
+    seen: set[str] = set()
+    for index, raw_slot in enumerate(raw_slots):
+        here = f"{where}.slots[{index}]"
+        _expect(isinstance(raw_slot, dict), here, "slot must be an object")
+        slot_name = _str(raw_slot, "name", here)
+        _expect(NAME_RE.match(slot_name) is not None, here, f"bad slot name {slot_name!r}")
+        _expect(slot_name not in seen, here, f"duplicate slot {slot_name!r}")
+        seen.add(slot_name)
+        slot_type = _str(raw_slot, "slotType", here)
+        _expect(
+            slot_type in BUILTIN_SLOT_TYPES or slot_type in slot_types,
+            here,
+            f"unknown slot type {slot_type!r}",
+        )
+        prompt = parse_messages(raw_slot.get("prompt"), f"{here}.prompt", names)
+        _expect(len(prompt) > 0, here, "'prompt' is required")
+        max_retries = raw_slot.get("maxRetries", 2)
+        _expect(isinstance(max_retries, int) and 0 <= max_retries <= 5, here, "'maxRetries' must be 0..5")
+        required = raw_slot.get("required", True)
+        _expect(isinstance(required, bool), here, "'required' must be a boolean")
+        wac_raw = raw_slot.get("waitAndContinue")
+        slots.append(
+            SlotDef(
+                name=slot_name,
+                slot_type=slot_type,
+                prompt=prompt,
+                required=required,
+                max_retries=max_retries,
+                wait_and_continue=(
+                    None if wac_raw is None else _parse_wait_and_continue(wac_raw, f"{here}.waitAndContinue", names)
+                ),
+            )
+        )
+
+    for utterance in utterances:
+        for placeholder in PLACEHOLDER_RE.findall(utterance):
+            _expect(placeholder in slot_names, where, f"utterance {utterance!r} refers to unknown slot")
+
+    confirmation = None
+    if raw.get("confirmation") is not None:
+        conf = raw["confirmation"]
+        here = f"{where}.confirmation"
+        _expect(isinstance(conf, dict), here, "must be an object")
+        confirmation = Confirmation(
+            prompt=parse_messages(conf.get("prompt"), f"{here}.prompt", names),
+            declination_response=parse_messages(conf.get("declinationResponse"), f"{here}.declinationResponse", names),
+        )
+        _expect(len(confirmation.prompt) > 0, here, "'prompt' is required")
+
+    variables: dict[str, ResponseVariable] = {}
+    for var_name, spec in raw_vars.items():
+        here = f"{where}.responseVariables.{var_name}"
+        _expect(NAME_RE.match(var_name) is not None and var_name not in slot_names, here, "bad name")
+        _expect(isinstance(spec, dict), here, "must be an object")
+        from_slot = _str(spec, "fromSlot", here)
+        _expect(from_slot in slot_names, here, f"unknown slot {from_slot!r}")
+        values = spec.get("values", {})
+        _expect(
+            isinstance(values, dict) and all(isinstance(v, str) for v in values.values()),
+            here,
+            "'values' must map strings to strings",
+        )
+        default = spec.get("default", "")
+        _expect(isinstance(default, str), here, "'default' must be a string")
+        variables[var_name] = ResponseVariable(from_slot=from_slot, values=dict(values), default=default)
+
+    fulfilled_state = raw.get("fulfilledState", "Fulfilled")
+    _expect(fulfilled_state in CLOSING_INTENT_STATES, where, f"bad fulfilledState {fulfilled_state!r}")
+    close_action = raw.get("dialogActionOnClose", "Close")
+    _expect(close_action in CLOSING_DIALOG_ACTIONS, where, f"bad dialogActionOnClose {close_action!r}")
+    return IntentDef(
+        name=name,
+        sample_utterances=utterances,
+        slots=tuple(slots),
+        confirmation=confirmation,
+        closing_response=parse_messages(raw.get("closingResponse"), f"{where}.closingResponse", names),
+        fulfilled_state=fulfilled_state,
+        dialog_action_on_close=close_action,
+        response_variables=variables,
+    )
+
+
+def parse_bot(data: Any, source: str = "<bot>") -> BotDef:
+    """Validate a decoded bot data file and build its :class:`BotDef`."""
+    _expect(isinstance(data, dict), source, "a bot file must hold a JSON object")
+    bot_id = _str(data, "botId", source)
+    _expect(BOT_ID_RE.match(bot_id) is not None, source, f"botId {bot_id!r} must be 10 upper-case alphanumerics")
+    where = f"{source}({bot_id})"
+    name = _str(data, "botName", where)
+    alias_ids = _str_list(data, "aliasIds", where)
+    locale_ids = _str_list(data, "localeIds", where)
+    sentiment = data.get("sentimentAnalysis", False)
+    _expect(isinstance(sentiment, bool), where, "'sentimentAnalysis' must be a boolean")
+    threshold = data.get("nluConfidenceThreshold", 0.4)
+    _expect(isinstance(threshold, int | float) and 0 <= threshold <= 1, where, "bad nluConfidenceThreshold")
+    ttl = data.get("idleSessionTTLInSeconds", 300)
+    _expect(isinstance(ttl, int) and 60 <= ttl <= 86400, where, "idleSessionTTLInSeconds must be 60..86400")
+
+    raw_types = data.get("slotTypes", [])
+    _expect(isinstance(raw_types, list), where, "'slotTypes' must be a list")
+    slot_types: dict[str, SlotType] = {}
+    for index, raw_type in enumerate(raw_types):
+        slot_type = _parse_slot_type(raw_type, f"{where}.slotTypes[{index}]")
+        _expect(slot_type.name not in slot_types, where, f"duplicate slot type {slot_type.name!r}")
+        _expect(slot_type.name not in BUILTIN_SLOT_TYPES, where, f"{slot_type.name!r} is a built-in")
+        slot_types[slot_type.name] = slot_type
+
+    raw_intents = data.get("intents")
+    _expect(isinstance(raw_intents, list) and raw_intents, where, "'intents' must be a non-empty list")
+    intents: dict[str, IntentDef] = {}
+    for index, raw_intent in enumerate(raw_intents):
+        intent = _parse_intent(raw_intent, f"{where}.intents[{index}]", slot_types)
+        _expect(intent.name not in intents, where, f"duplicate intent {intent.name!r}")
+        intents[intent.name] = intent
+    _expect(FALLBACK_INTENT in intents, where, "a bot needs a FallbackIntent")
+    _expect(len(intents) >= 2, where, "a bot needs at least one intent besides FallbackIntent")
+    description = data.get("description", "")
+    _expect(isinstance(description, str), where, "'description' must be a string")
+    return BotDef(
+        bot_id=bot_id,
+        name=name,
+        alias_ids=frozenset(alias_ids),
+        locale_ids=frozenset(locale_ids),
+        intents=intents,
+        slot_types=slot_types,
+        sentiment_analysis=sentiment,
+        nlu_confidence_threshold=float(threshold),
+        idle_session_ttl_seconds=ttl,
+        description=description,
+    )
+
+
+def load_bot_file(path: Path) -> BotDef:
+    """Read and validate one bot data file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BotDefinitionError(f"{path}: invalid JSON: {exc}") from exc
+    return parse_bot(data, str(path))
+
+
+def load_bots_dir(directory: Path) -> dict[str, BotDef]:
+    """Load every ``*.json`` file of ``directory``; keyed by bot id."""
+    if not directory.is_dir():
+        raise BotDefinitionError(f"{directory}: not a directory")
+    bots: dict[str, BotDef] = {}
+    for path in sorted(directory.glob("*.json")):
+        bot = load_bot_file(path)
+        if bot.bot_id in bots:
+            raise BotDefinitionError(f"{path}: bot id {bot.bot_id} is defined twice")
+        bots[bot.bot_id] = bot
+    return bots

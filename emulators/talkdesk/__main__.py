@@ -1,0 +1,33 @@
+"""`python -m emulators.talkdesk [--port 8001] [--callback-url URL] ...`: serve the emulator."""
+
+from __future__ import annotations
+
+import argparse
+
+from .app import run
+from .config import EmulatorConfig
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Talkdesk Digital Connect emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--callback-url", default=None, help="base URL of lexdesk's callback receiver")
+    parser.add_argument("--callback-api-key", default=None)
+    parser.add_argument("--touchpoint-id", default=EmulatorConfig().touchpoint_id)
+    parser.add_argument("--no-scripted-agent", action="store_true", help="only a person at /console answers")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    config = EmulatorConfig(
+        callback_url=args.callback_url,
+        callback_api_key=args.callback_api_key,
+        touchpoint_id=args.touchpoint_id,
+        scripted_agent=not args.no_scripted_agent,
+        seed=args.seed,
+    )
+    print(f"Talkdesk emulator on http://{args.host}:{args.port} (agent console: /console)")
+    run(args.host, args.port, config)
+
+
+if __name__ == "__main__":
+    main()

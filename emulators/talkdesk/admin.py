@@ -1,0 +1,79 @@
+"""Emulator-only routes under /_emulator (no auth): inspect state, change faults, act as a person agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from .context import Emulator
+from .errors import CONVERSATION_CLOSING, TalkdeskError, conversation_ended, conversation_not_found
+from .faults import FaultUpdate
+from .state import Conversation
+
+
+class AgentMessageIn(BaseModel):
+    content: str = Field(min_length=1)
+
+
+def build_admin_router(emu: Emulator) -> APIRouter:
+    router = APIRouter()
+
+    def conversation(conversation_id: str) -> Conversation:
+        conv = emu.store.get(conversation_id)
+        if conv is None:
+            raise conversation_not_found(conversation_id)
+        return conv
+
+    def writable(conversation_id: str) -> Conversation:
+        conv = conversation(conversation_id)
+        if conv.status == "ended":
+            raise conversation_ended(conv.id)
+        if conv.closing:
+            raise TalkdeskError(400, CONVERSATION_CLOSING, "Conversation is closing", "The agent is closing it.")
+        return conv
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/_emulator/conversations")
+    async def list_conversations() -> list[dict[str, Any]]:
+        return [conv.summary() for conv in emu.store.conversations.values()]
+
+    @router.get("/_emulator/conversations/{conversation_id}")
+    async def get_conversation(conversation_id: str) -> dict[str, Any]:
+        return conversation(conversation_id).to_dict()
+
+    @router.get("/_emulator/stats")
+    async def stats() -> dict[str, Any]:
+        return emu.store.stats_dict()
+
+    @router.get("/_emulator/faults")
+    async def get_faults() -> dict[str, Any]:
+        return emu.faults.settings.model_dump()
+
+    @router.put("/_emulator/faults")
+    async def put_faults(change: FaultUpdate) -> dict[str, Any]:
+        return emu.faults.update(change).model_dump()
+
+    @router.post("/_emulator/conversations/{conversation_id}/agent-messages", status_code=202)
+    async def agent_message(conversation_id: str, body: AgentMessageIn) -> dict[str, Any]:
+        conv = writable(conversation_id)
+        return emu.agent.console_message(conv, body.content).to_dict()
+
+    @router.post("/_emulator/conversations/{conversation_id}/close", status_code=202)
+    async def close(conversation_id: str) -> JSONResponse:
+        conv = writable(conversation_id)
+        emu.agent.console_close(conv)
+        return JSONResponse(conv.summary(), status_code=202)
+
+    @router.post("/_emulator/conversations/{conversation_id}/take")
+    async def take(conversation_id: str) -> dict[str, Any]:
+        conv = conversation(conversation_id)
+        emu.agent.take_over(conv)
+        return conv.summary()
+
+    return router

@@ -1,0 +1,113 @@
+"""The Digital Connect API: create a conversation, send a customer message, end a conversation.
+
+Each call goes: injected faults, bearer token, conversation lookup, idempotent replay, body validation,
+state checks, effect. Nothing awaits between the replay check and the effect, so a key is applied once.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from .context import Emulator
+from .errors import TOUCHPOINT_NOT_FOUND, TalkdeskError, conversation_ended, conversation_not_found
+from .oauth import require_token
+from .schemas import CreateConversation, SendMessage, parse_json_object, validate
+from .state import Conversation, CustomerMessage, StoredResponse, new_id, now_iso
+
+IDEMPOTENCY_HEADER = "x-idempotency-key"
+
+
+def _replay(emu: Emulator, scope: str, key: str | None) -> JSONResponse | None:
+    if not key:
+        return None
+    stored = emu.store.idempotent.get((scope, key))
+    if stored is None:
+        return None
+    emu.store.stats.duplicates_absorbed += 1
+    return JSONResponse(stored.body, status_code=stored.status_code)
+
+
+def _remember(emu: Emulator, scope: str, key: str | None, stored: StoredResponse) -> JSONResponse:
+    if key:
+        emu.store.idempotent[(scope, key)] = stored
+    return JSONResponse(stored.body, status_code=stored.status_code)
+
+
+def _conversation(emu: Emulator, conversation_id: str) -> Conversation:
+    conv = emu.store.get(conversation_id)
+    if conv is None:
+        raise conversation_not_found(conversation_id)
+    return conv
+
+
+def build_api_router(emu: Emulator) -> APIRouter:
+    router = APIRouter(prefix="/digital-connect")
+
+    @router.post("/conversations", status_code=201, response_model=None)
+    async def create_conversation(request: Request) -> JSONResponse:
+        await emu.faults.apply()
+        require_token(emu, request)
+        raw = await request.body()
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        replay = _replay(emu, "create", key)
+        if replay is not None:
+            return replay
+        data = parse_json_object(raw)
+        body = validate(CreateConversation, data)
+        if body.touchpoint_id != emu.config.touchpoint_id:
+            raise TalkdeskError(
+                404,
+                TOUCHPOINT_NOT_FOUND,
+                "Touchpoint not found",
+                f"No touchpoint with id {body.touchpoint_id}.",
+                [{"name": "touchpoint_id", "description": "unknown touchpoint"}],
+            )
+        conv = Conversation(id=new_id(), created_at=now_iso(), request=data, idempotency_key=key)
+        conv.record("created", idempotency_key=key, previous_messages=len(body.previous_messages))
+        emu.store.conversations[conv.id] = conv
+        emu.agent.conversation_created(conv)
+        return _remember(emu, "create", key, StoredResponse(201, {"id": conv.id}))
+
+    @router.post("/conversations/{conversation_id}/messages", status_code=201, response_model=None)
+    async def send_message(conversation_id: str, request: Request) -> JSONResponse:
+        await emu.faults.apply()
+        require_token(emu, request)
+        raw = await request.body()
+        conv = _conversation(emu, conversation_id)
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        scope = f"message:{conv.id}"
+        replay = _replay(emu, scope, key)
+        if replay is not None:
+            conv.record("duplicate_absorbed", idempotency_key=key)
+            return replay
+        body = validate(SendMessage, parse_json_object(raw))
+        if conv.status == "ended":
+            raise conversation_ended(conv.id)
+        message = CustomerMessage(
+            seq=conv.next_seq(),
+            message_id=new_id(),
+            content=body.content,
+            attachments=body.attachments,
+            created_at=now_iso(),
+            idempotency_key=key,
+        )
+        conv.customer_messages.append(message)
+        conv.record("customer_message", message_id=message.message_id, idempotency_key=key)
+        emu.store.stats.messages_received += 1
+        emu.agent.customer_message(conv, body.content)
+        answer = {"id": conv.id, "created_at": message.created_at, "message_id": message.message_id}
+        return _remember(emu, scope, key, StoredResponse(201, answer))
+
+    @router.delete("/conversations/{conversation_id}", status_code=204, response_model=None)
+    async def end_conversation(conversation_id: str, request: Request) -> Response:
+        await emu.faults.apply()
+        require_token(emu, request)
+        conv = _conversation(emu, conversation_id)
+        if conv.status == "ended":
+            raise conversation_ended(conv.id)
+        conv.end("customer")
+        emu.agent.customer_left(conv)
+        return Response(status_code=204)
+
+    return router

@@ -1,0 +1,42 @@
+"""Settings of the Talkdesk emulator: credentials, the emulated agent, and fault injection knobs."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EmulatorConfig(BaseModel):
+    """Everything the emulator can be told at start-up. The fault knobs can also change at run time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = "lexdesk-emulator-client"
+    client_secret: str = "lexdesk-emulator-secret"
+    touchpoint_id: str = "emulator-touchpoint"
+
+    callback_url: str | None = None
+    """Base URL of lexdesk's callback receiver, e.g. "http://127.0.0.1:8080"; None: the agent stays silent."""
+    callback_api_key: str | None = None
+    """Sent as `X-Api-Key` on every callback."""
+
+    agent_name: str = "Alex"
+    agent_join_delay: float = Field(default=1.0, ge=0)
+    agent_reply_delay: float = Field(default=0.3, ge=0)
+    scripted_agent: bool = True
+    """Greet, echo every customer message and close on "close"; False: only a person at /console talks."""
+
+    token_ttl: float = Field(default=3600.0, gt=0)
+
+    latency: float = Field(default=0.0, ge=0)
+    """Seconds added to every Talkdesk API call."""
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    """Fraction of API calls answered 500 or 503 with no effect."""
+    rate_limit_rate: float = Field(default=0.0, ge=0, le=1)
+    """Fraction of API calls answered 429 with a `Retry-After` header and no effect."""
+    retry_after: int = Field(default=1, ge=0)
+    stall_rate: float = Field(default=0.0, ge=0, le=1)
+    """Fraction of API calls that hang `stall_seconds`, then answer 504 with no effect."""
+    stall_seconds: float = Field(default=2.0, ge=0)
+
+    seed: int | None = None
+    """Seed of the random generator that picks faults; None: not reproducible."""

@@ -1,0 +1,202 @@
+"""In-memory records of the emulator: tokens, conversations, idempotent responses and counters."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+ConversationStatus = Literal["open", "ended"]
+EndedBy = Literal["customer", "agent"]
+Delivery = Literal["queued", "delivered", "failed", "dropped", "not_sent"]
+
+
+def now_iso() -> str:
+    """UTC time as Talkdesk writes it: 24 characters, milliseconds, `Z`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class Token:
+    value: str
+    client_id: str
+    scope: str
+    expires_at: float
+
+    def expired(self) -> bool:
+        return time.time() >= self.expires_at
+
+
+@dataclass
+class CustomerMessage:
+    seq: int
+    message_id: str
+    content: str
+    attachments: list[Any]
+    created_at: str
+    idempotency_key: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "message_id": self.message_id,
+            "content": self.content,
+            "attachments": self.attachments,
+            "created_at": self.created_at,
+            "idempotency_key": self.idempotency_key,
+        }
+
+
+@dataclass
+class AgentMessage:
+    seq: int
+    id: str
+    content: str
+    author_name: str
+    source: Literal["scripted", "console"]
+    queued_at: str
+    created_at: str | None = None
+    delivery: Delivery = "queued"
+
+    def payload(self) -> dict[str, Any]:
+        """The callback body lexdesk receives."""
+        return {
+            "id": self.id,
+            "content": self.content,
+            "author_name": self.author_name,
+            "created_at": self.created_at,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.payload(),
+            "seq": self.seq,
+            "source": self.source,
+            "queued_at": self.queued_at,
+            "delivery": self.delivery,
+        }
+
+
+@dataclass
+class Conversation:
+    id: str
+    created_at: str
+    request: dict[str, Any]
+    idempotency_key: str | None
+    status: ConversationStatus = "open"
+    ended_by: EndedBy | None = None
+    ended_at: str | None = None
+    closing: bool = False
+    taken_over: bool = False
+    agent_joined_at: str | None = None
+    customer_messages: list[CustomerMessage] = field(default_factory=list)
+    agent_messages: list[AgentMessage] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    _seq: int = 0
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def record(self, kind: str, **detail: Any) -> None:
+        self.events.append({"at": now_iso(), "type": kind, **detail})
+
+    def end(self, by: EndedBy) -> None:
+        self.status = "ended"
+        self.ended_by = by
+        self.ended_at = now_iso()
+        self.closing = False
+        self.record("ended", by=by)
+
+    def summary(self) -> dict[str, Any]:
+        context = self.request.get("context_parameters") or {}
+        contact = self.request.get("contact_person") or {}
+        return {
+            "id": self.id,
+            "status": self.status,
+            "ended_by": self.ended_by,
+            "created_at": self.created_at,
+            "ended_at": self.ended_at,
+            "subject": self.request.get("subject"),
+            "contact": {
+                "email": contact.get("email") if isinstance(contact, dict) else None,
+                "name": context.get("contact_name") if isinstance(context, dict) else None,
+            },
+            "customer_messages": len(self.customer_messages),
+            "agent_messages": len(self.agent_messages),
+            "taken_over": self.taken_over,
+            "closing": self.closing,
+            "agent_joined": self.agent_joined_at is not None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "request": self.request,
+            "previous_messages": self.request.get("previous_messages") or [],
+            "context_parameters": self.request.get("context_parameters") or {},
+            "idempotency_key": self.idempotency_key,
+            "agent_joined_at": self.agent_joined_at,
+            "customer_messages": [m.to_dict() for m in self.customer_messages],
+            "agent_messages": [m.to_dict() for m in self.agent_messages],
+            "events": list(self.events),
+        }
+
+
+@dataclass
+class StoredResponse:
+    """A 2xx answer kept under its idempotency key, replayed when the key comes again."""
+
+    status_code: int
+    body: dict[str, Any]
+
+
+@dataclass
+class Stats:
+    tokens_issued: int = 0
+    messages_received: int = 0
+    duplicates_absorbed: int = 0
+    faults: dict[str, int] = field(
+        default_factory=lambda: {"error_500": 0, "error_503": 0, "rate_limit": 0, "stall": 0}
+    )
+    agent_messages_queued: int = 0
+    callbacks_delivered: int = 0
+    callback_retries: int = 0
+    callback_failures: int = 0
+
+
+class Store:
+    """All the emulator's state; used from the event loop only, so plain dicts suffice."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, Token] = {}
+        self.conversations: dict[str, Conversation] = {}
+        self.idempotent: dict[tuple[str, str], StoredResponse] = {}
+        self.stats = Stats()
+
+    def get(self, conversation_id: str) -> Conversation | None:
+        return self.conversations.get(conversation_id)
+
+    def stats_dict(self) -> dict[str, Any]:
+        conversations = list(self.conversations.values())
+        s = self.stats
+        return {
+            "conversations": len(conversations),
+            "conversations_open": sum(c.status == "open" for c in conversations),
+            "conversations_ended": sum(c.status == "ended" for c in conversations),
+            "messages_received": s.messages_received,
+            "duplicates_absorbed": s.duplicates_absorbed,
+            "tokens_issued": s.tokens_issued,
+            "faults": dict(s.faults),
+            "faults_total": sum(s.faults.values()),
+            "agent_messages_queued": s.agent_messages_queued,
+            "callbacks_delivered": s.callbacks_delivered,
+            "callback_retries": s.callback_retries,
+            "callback_failures": s.callback_failures,
+        }

@@ -1,0 +1,3 @@
+from lexdesk.cli import main
+
+main()

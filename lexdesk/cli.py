@@ -1,0 +1,144 @@
+"""The `lexdesk` command (PROTOCOL.md §6)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.settings import EMULATOR_LEX_PORT, EMULATOR_TALKDESK_PORT, Settings, SettingsError, load_settings
+
+app = typer.Typer(help="lexdesk: Amazon Lex V2 bot ↔ Talkdesk Digital Connect agents.", no_args_is_help=True,
+                  add_completion=False)
+emulate_app = typer.Typer(help="Run an emulator of a foreign service.", no_args_is_help=True)
+app.add_typer(emulate_app, name="emulate")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(f"lexdesk: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def up(
+    emulators: Annotated[bool, typer.Option(help="Start the Talkdesk and Lex emulators")] = True,
+    concurrency: Annotated[int, typer.Option(help="Worker threads")] = 8,
+) -> None:
+    """Run everything on one machine: emulators, workers, callback app and edge."""
+    from lexdesk import supervisor
+    from shared.migrate import upgrade
+    from shared.settings import get_settings
+
+    settings = _settings()
+    environ = {**os.environ, **supervisor.ensure_secrets(settings.state_dir, dict(os.environ))}
+    os.environ.update(environ)
+    get_settings.cache_clear()
+    settings = _settings()
+    upgrade(settings.database_url)
+    callback = f"http://{settings.http_host}:{settings.http_port}"
+    banner = "\n".join([
+        "lexdesk is up.",
+        f"  chat page:             {callback}/",
+        f"  customer WebSocket:    {settings.chat_edge_url}",
+        f"  Talkdesk callbacks:    {callback}/talkdesk/...   X-Api-Key: {environ['LEXDESK_CALLBACK_API_KEY']}",
+        f"  operator API:          {callback}/api/conversations   Bearer {environ['LEXDESK_ADMIN_TOKEN']}",
+        *([f"  agent console:         {settings.talkdesk_api_url}/console"] if emulators else []),
+        f"  logs:                  {settings.state_dir / 'logs'}",
+        "Ctrl-C stops everything.",
+    ])
+    children = supervisor.plan(settings, emulators, concurrency)
+    raise typer.Exit(supervisor.run(children, environ, banner, settings.state_dir / "logs"))
+
+
+@app.command()
+def edge() -> None:
+    """Run a customer WebSocket edge node."""
+    from services.edge.server import run
+    from shared.logging import configure_logging
+
+    settings = _settings()
+    configure_logging("edge")
+    try:
+        run(settings)
+    except SettingsError as exc:
+        typer.echo(f"lexdesk: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def callback() -> None:
+    """Run the HTTP app: Talkdesk callbacks, operator API, chat page."""
+    import uvicorn
+
+    from services.callback.app import create_app
+    from shared.logging import configure_logging
+
+    settings = _settings()
+    configure_logging("callback")
+    try:
+        asgi = create_app(settings)
+    except SettingsError as exc:
+        typer.echo(f"lexdesk: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    uvicorn.run(asgi, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context) -> None:
+    """Run Celery workers; arguments pass through (`lexdesk worker -Q talkdesk -c 8`)."""
+    _settings()
+    from workers.app import app as celery_app
+
+    celery_app.worker_main(["worker", *ctx.args])
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+            down: Annotated[bool, typer.Option(help="Downgrade to REVISION instead")] = False) -> None:
+    """Bring the database schema to a revision (Alembic)."""
+    from shared.migrate import downgrade, upgrade
+
+    settings = _settings()
+    (downgrade if down else upgrade)(settings.database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@emulate_app.command("talkdesk")
+def emulate_talkdesk(
+    host: str = "127.0.0.1",
+    port: int = EMULATOR_TALKDESK_PORT,
+    callback_url: Annotated[str | None, typer.Option(help="lexdesk's callback base URL")] = None,
+    callback_api_key: Annotated[str | None, typer.Option(envvar="LEXDESK_CALLBACK_API_KEY")] = None,
+    agent_join_delay: float = 2.0,
+    scripted_agent: bool = True,
+) -> None:
+    """Talkdesk Digital Connect emulator with an agent console at /console."""
+    from emulators.talkdesk.app import run
+    from emulators.talkdesk.config import EmulatorConfig
+
+    config = EmulatorConfig(callback_url=callback_url, callback_api_key=callback_api_key,
+                            agent_join_delay=agent_join_delay, scripted_agent=scripted_agent)
+    run(host=host, port=port, config=config)
+
+
+@emulate_app.command("lex")
+def emulate_lex(host: str = "127.0.0.1", port: int = EMULATOR_LEX_PORT,
+                bots: Annotated[Path | None, typer.Option(help="Directory of bot definitions")] = None) -> None:
+    """Amazon Lex V2 runtime emulator."""
+    from emulators.lex.app import run
+
+    run(host=host, port=port, bots_dir=bots)
+
+
+def main() -> None:
+    try:
+        app()
+    except SettingsError as exc:
+        print(f"lexdesk: {exc}", file=sys.stderr)
+        sys.exit(2)

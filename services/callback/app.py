@@ -1,0 +1,220 @@
+"""The HTTP app: Talkdesk's callbacks (PROTOCOL.md §3), the operator API (§6) and the chat page.
+
+Callbacks are validated, checked against the conversation's state, published with broker confirms,
+and only then answered 202; the work itself happens in the routing workers. Handlers are plain
+functions, which Starlette runs in its thread pool, because the database and broker calls block."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from kombu import Connection
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
+from sqlalchemy import select, text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.callback.limits import BodySizeLimit
+from services.callback.schemas import Accepted, AgentJoined, AgentMessage, Close, Webhook
+from shared.celery_app import get_celery_app, send_task
+from shared.db import session_scope
+from shared.metrics import DatabaseCollector, HttpMetrics
+from shared.models import Conversation, ConversationState
+from shared.settings import Settings
+from shared.store import conversation_by_talkdesk_id, customer_frame, transcript
+
+MAX_BODY_BYTES = 64 * 1024
+CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(status, detail={"error": error, "message": message})
+
+
+def create_app(settings: Settings) -> BodySizeLimit:
+    """The ASGI app to serve: the API behind the body size limit."""
+    return BodySizeLimit(create_api(settings), MAX_BODY_BYTES)
+
+
+def create_api(settings: Settings) -> FastAPI:
+    settings.require("callback_api_key", "admin_token")
+    assert settings.callback_api_key is not None and settings.admin_token is not None
+    api_key = settings.callback_api_key.get_secret_value().encode()
+    admin_token = settings.admin_token.get_secret_value().encode()
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(settings.database_url))
+    metrics = HttpMetrics(registry)
+    app = FastAPI(title="lexdesk callback and operator API", version="1")
+
+    # -- errors in one JSON shape: {"error", "message", ...} ------------------------------------------
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": str(exc.detail)}
+        return JSONResponse(detail, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"name": ".".join(str(p) for p in error["loc"] if p != "body") or "body", "description": error["msg"]}
+            for error in exc.errors()
+        ]
+        message = "; ".join(f"{f['name']}: {f['description']}" for f in fields)
+        return JSONResponse(jsonable_encoder({"error": "invalid_body", "message": message, "fields": fields}),
+                            status_code=422)
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.requests.labels(name, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    # -- auth -------------------------------------------------------------------------------------------
+
+    def talkdesk_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key):
+            raise ApiError(401, "unauthorized", "missing or wrong X-Api-Key")
+
+    def operator(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), admin_token):
+            raise ApiError(401, "unauthorized", "missing or wrong bearer token (LEXDESK_ADMIN_TOKEN)")
+
+    TalkdeskAuth = Depends(talkdesk_key)
+    OperatorAuth = Depends(operator)
+
+    def open_conversation(talkdesk_id: str) -> str:
+        """Our conversation id for a Talkdesk one: 404 if unknown, 409 if it has ended."""
+        with session_scope(settings.database_url) as session:
+            conversation = conversation_by_talkdesk_id(session, talkdesk_id)
+            if conversation is None:
+                raise ApiError(404, "unknown_conversation", f"no conversation with Talkdesk id {talkdesk_id!r}")
+            if conversation.state == ConversationState.CLOSED:
+                raise ApiError(409, "conversation_closed", f"conversation {talkdesk_id!r} has ended")
+            return conversation.id
+
+    def publish(task: str, **kwargs: Any) -> Accepted:
+        try:
+            send_task(task, **kwargs)
+        except Exception as exc:
+            raise ApiError(503, "unavailable", f"could not queue the event ({type(exc).__name__}); retry") from exc
+        return Accepted()
+
+    # -- Talkdesk callbacks --------------------------------------------------------------------------
+
+    @app.post("/talkdesk/conversations/{conversation_id}/agent-joined", status_code=202, dependencies=[TalkdeskAuth])
+    def agent_joined(conversation_id: str, body: Annotated[AgentJoined | None, Body()] = None) -> Accepted:
+        ours = open_conversation(conversation_id)
+        return publish("routing.agent_joined", conversation_id=ours, agent_name=body.agent_name if body else None)
+
+    @app.post("/talkdesk/conversations/{conversation_id}/messages", status_code=202, dependencies=[TalkdeskAuth])
+    def agent_message(conversation_id: str, body: AgentMessage) -> Accepted:
+        ours = open_conversation(conversation_id)
+        return publish("routing.agent_message", conversation_id=ours, talkdesk_message_id=body.id,
+                       content=body.content, author_name=body.author_name, created_at=body.created_at)
+
+    @app.post("/talkdesk/conversations/{conversation_id}/close", status_code=202, dependencies=[TalkdeskAuth])
+    def agent_close(conversation_id: str, body: Annotated[Close | None, Body()] = None) -> Accepted:
+        ours = open_conversation(conversation_id)
+        return publish("routing.agent_closed", conversation_id=ours, reason=body.reason if body else None)
+
+    @app.post("/talkdesk/webhook", status_code=202, dependencies=[TalkdeskAuth])
+    def webhook(body: Webhook) -> Accepted:
+        if body.event == "conversation_started":
+            return agent_joined(body.conversation_id, AgentJoined.model_validate(body.payload))
+        if body.event == "message_created":
+            try:
+                message = AgentMessage.model_validate(body.payload)
+            except ValidationError as exc:
+                raise RequestValidationError([{**e, "loc": ("payload", *e["loc"])} for e in exc.errors()]) from exc
+            return agent_message(body.conversation_id, message)
+        return agent_close(body.conversation_id, Close.model_validate(body.payload))
+
+    # -- operators ---------------------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", dependencies=[OperatorAuth])
+    def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            with session_scope(settings.database_url) as session:
+                session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            options = get_celery_app().conf.broker_transport_options or {}
+            with Connection(settings.broker_url, transport_options=options, connect_timeout=3) as connection:
+                connection.ensure_connection(max_retries=1)
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"error: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    @app.get("/metrics", dependencies=[OperatorAuth])
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/conversations", dependencies=[OperatorAuth])
+    def list_conversations(state: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                           offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+        with session_scope(settings.database_url) as session:
+            query = select(Conversation).order_by(Conversation.created_at.desc()).limit(limit).offset(offset)
+            if state:
+                query = query.where(Conversation.state == state)
+            return {"conversations": [_conversation_json(c) for c in session.scalars(query)]}
+
+    @app.get("/api/conversations/{conversation_id}", dependencies=[OperatorAuth])
+    def get_conversation(conversation_id: str) -> dict[str, Any]:
+        with session_scope(settings.database_url) as session:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise ApiError(404, "unknown_conversation", f"no conversation {conversation_id!r}")
+            messages = transcript(session, conversation_id)
+            return {**_conversation_json(conversation), "transcript": [_message_json(m) for m in messages]}
+
+    # -- the chat page -------------------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def chat_page() -> HTMLResponse:
+        return HTMLResponse(CHAT_PAGE.read_text().replace("{{EDGE_URL}}", settings.chat_edge_url))
+
+    return app
+
+
+def _conversation_json(c: Conversation) -> dict[str, Any]:
+    return {
+        "id": c.id, "state": c.state, "customer": {"name": c.customer_name, "email": c.customer_email},
+        "talkdesk_conversation_id": c.talkdesk_conversation_id, "agent_name": c.agent_name,
+        "last_sentiment": c.last_sentiment, "last_seq": c.last_frame_seq, "acked_seq": c.acked_frame_seq,
+        "closed_by": c.closed_by, "created_at": c.created_at.isoformat(),
+        "closed_at": c.closed_at.isoformat() if c.closed_at else None,
+    }
+
+
+def _message_json(m: Any) -> dict[str, Any]:
+    return {
+        "seq": m.seq, "frame_seq": m.frame_seq, "sender": m.sender, "kind": m.kind, "event": m.event,
+        "text": m.body, "destination": m.destination, "status": m.status, "attempts": m.attempts,
+        "error_class": m.error_class, "last_error": m.last_error, "intent": m.intent,
+        "intent_state": m.intent_state, "dialog_action": m.dialog_action, "sentiment": m.sentiment,
+        "replayed": m.replayed, "created_at": m.created_at.isoformat(),
+        "frame": customer_frame(m) if m.frame_seq is not None else None,
+    }

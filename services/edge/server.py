@@ -1,0 +1,284 @@
+"""The customer WebSocket edge (PROTOCOL.md §2).
+
+Thin by design: it validates frames, publishes events to the broker (with publisher confirms, so
+`accepted` means durable), and writes the frames workers send to this node's queue to the sockets it
+holds. Database and broker calls are blocking, so they run in a thread pool, never on the event loop.
+Permessage-deflate is off: chat frames are small, and it costs ~64 KiB per connection against ~14 KiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+import structlog
+from pydantic import ValidationError
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from services.edge import persistence, tokens
+from services.edge.node_queue import NodeQueueConsumer
+from services.edge.sessions import CustomerSession, RateLimiter, SessionRegistry
+from shared.celery_app import get_celery_app, send_task
+from shared.protocol import (
+    CLIENT_FRAMES,
+    Ack,
+    CustomerMessage,
+    Frame,
+    Hello,
+    Resume,
+    describe_validation_error,
+    error_frame,
+)
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+NATIVE_PATH = "/ws"
+# Frames over max_frame_bytes get a `too_large` error and the socket stays open; beyond this hard
+# limit the websockets library closes the connection (1009) without buffering the rest.
+HARD_LIMIT_FACTOR = 4
+
+
+class EdgeServer:
+    def __init__(self, settings: Settings) -> None:
+        settings.require("resume_token_secret")
+        assert settings.resume_token_secret is not None
+        self.settings = settings
+        self.node_id = settings.node_id
+        self._secret = settings.resume_token_secret.get_secret_value().encode()
+        self.registry = SessionRegistry()
+        self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="edge-io")
+        self._consumer: NodeQueueConsumer | None = None
+        self.port: int | None = None
+
+    # -- running ------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Future[None], started: Callable[[int], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        transport_options = dict(get_celery_app().conf.broker_transport_options or {})
+        self._consumer = NodeQueueConsumer(self.settings.broker_url, self.node_id, loop, self._on_envelope,
+                                           transport_options)
+        self._consumer.start()
+        # Accept no socket before the node queue exists: a frame routed to a missing queue is dropped.
+        if not await self._io(self._consumer.ready.wait, 60):
+            raise RuntimeError(f"edge {self.node_id}: could not consume its queue on the broker within 60s")
+        try:
+            async with serve(
+                self._handle, self.settings.edge_host, self.settings.edge_port,
+                max_size=self.settings.max_frame_bytes * HARD_LIMIT_FACTOR, compression=None,
+                process_request=self._check_path, ping_interval=20, ping_timeout=20,
+            ) as server:
+                self.port = _bound_port(server)
+                log.info("edge_listening", node_id=self.node_id, port=self.port)
+                if started:
+                    started(self.port)
+                await stop
+        finally:
+            await self._io(self._consumer.stop)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?", 1)[0] != NATIVE_PATH:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"no WebSocket endpoint at {request.path}; use /ws\n")
+        return None
+
+    # -- frames from workers --------------------------------------------------------------------------
+
+    def _on_envelope(self, envelope: dict[str, Any]) -> None:
+        session = self.registry.get(str(envelope.get("connection_id")))
+        if session is None or session.conversation_id != envelope.get("conversation_id"):
+            return  # the socket is gone; the frames stay unacknowledged and go out again on resume
+        for frame in envelope.get("frames", []):
+            session.outbound.put_nowait(frame)
+
+    async def _write_frames(self, session: CustomerSession) -> None:
+        while True:
+            frame = await session.outbound.get()
+            await session.websocket.send(json.dumps(frame))
+            if frame.get("type") == "event" and frame.get("event") == "conversation_ended":
+                session.closed = True
+                await session.websocket.close(1000, "conversation ended")
+                return
+
+    # -- one customer socket --------------------------------------------------------------------------
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        limits = RateLimiter(self.settings.rate_limit_messages, self.settings.rate_limit_window)
+        session = CustomerSession(connection_id=uuid.uuid4().hex, websocket=websocket, dialect="native",
+                                  limiter=limits)
+        self.registry.add(session)
+        writer: asyncio.Task[None] | None = None
+        try:
+            async for raw in websocket:
+                started = await self._on_frame(session, raw)
+                if started and writer is None:
+                    # Frames for this socket queue up until `welcome` has gone out, then flow.
+                    writer = asyncio.create_task(self._write_frames(session))
+        except ConnectionClosed:
+            pass
+        finally:
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await writer
+            self.registry.remove(session.connection_id)
+            if session.conversation_id is not None:
+                await self._io(persistence.detach, self.settings.database_url, session.connection_id)
+
+    async def _send(self, session: CustomerSession, frame: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await session.websocket.send(json.dumps(frame))
+
+    async def _on_frame(self, session: CustomerSession, raw: str | bytes) -> bool:
+        """Handle one client frame; True once the session has sent its `welcome`."""
+        if isinstance(raw, bytes):
+            await self._send(session, error_frame("bad_frame", "binary frames are not supported; send JSON text"))
+            return False
+        if len(raw.encode()) > self.settings.max_frame_bytes:
+            await self._send(session, error_frame(
+                "too_large", f"frame of {len(raw.encode())} bytes exceeds {self.settings.max_frame_bytes}"))
+            return False
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            await self._send(session, error_frame("bad_frame", f"not valid JSON: {exc}"))
+            return False
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            await self._send(session, error_frame("bad_frame", "a frame is a JSON object with a string 'type'"))
+            return False
+        model = CLIENT_FRAMES.get(data["type"])
+        frame_id = data.get("id") if isinstance(data.get("id"), str) else None
+        if model is None:
+            await self._send(session, error_frame("unknown_type", f"unknown frame type {data['type']!r}", frame_id))
+            return False
+        try:
+            frame = model.model_validate(data)
+        except ValidationError as exc:
+            await self._send(session, error_frame("bad_frame", describe_validation_error(exc), frame_id))
+            return False
+        return await self._dispatch(session, frame)
+
+    async def _dispatch(self, session: CustomerSession, frame: Frame) -> bool:
+        match frame:
+            case Hello() | Resume() if session.conversation_id is not None:
+                await self._send(session, error_frame("bad_frame", "this socket already has a conversation"))
+                return True
+            case Hello():
+                return await self._hello(session, frame)
+            case Resume():
+                return await self._resume(session, frame)
+        if frame.type == "ping":
+            await self._send(session, {"type": "pong"})
+            return session.conversation_id is not None
+        if session.conversation_id is None:
+            await self._send(session, error_frame("not_started", "send hello or resume first",
+                                                  getattr(frame, "id", None)))
+            return False
+        match frame:
+            case CustomerMessage():
+                await self._message(session, frame)
+            case Ack():
+                await self._ack(session, frame)
+            case _ if frame.type == "end":
+                await self._publish_or_error(session, "routing.customer_end", None,
+                                             conversation_id=session.conversation_id)
+            case _:
+                pass  # typing: Digital Connect has no typing indicator to forward it to
+        return True
+
+    async def _hello(self, session: CustomerSession, hello: Hello) -> bool:
+        attached = await self._io(persistence.open_conversation, self.settings.database_url, hello,
+                                  session.connection_id, self.node_id)
+        return await self._welcome(session, attached)
+
+    async def _resume(self, session: CustomerSession, resume: Resume) -> bool:
+        conversation_id = tokens.verify(self._secret, resume.resume_token)
+        attached = None
+        if conversation_id is not None:
+            attached = await self._io(persistence.attach, self.settings.database_url, conversation_id,
+                                      session.connection_id, self.node_id)
+        if attached is None:
+            await self._send(session, error_frame("invalid_token", "resume token is not valid"))
+            return False
+        await self._welcome(session, attached)
+        # Frames after last_seq are sent again by a worker, after this welcome, in order.
+        await self._publish_or_error(session, "routing.customer_resumed", None,
+                                     conversation_id=attached.conversation_id, last_seq=resume.last_seq)
+        return True
+
+    async def _welcome(self, session: CustomerSession, attached: persistence.Attached) -> bool:
+        session.conversation_id = attached.conversation_id
+        session.closed = attached.state == "closed"
+        await self._send(session, {
+            "type": "welcome",
+            "conversation_id": attached.conversation_id,
+            "resume_token": tokens.issue(self._secret, attached.conversation_id),
+            "state": attached.state,
+            "last_seq": attached.last_frame_seq,
+            "node_id": self.node_id,
+        })
+        return True
+
+    async def _message(self, session: CustomerSession, message: CustomerMessage) -> None:
+        if session.closed:
+            await self._send(session, error_frame("conversation_closed", "this conversation has ended", message.id))
+            return
+        if not session.limiter.allow():
+            await self._send(session, error_frame(
+                "rate_limited",
+                f"more than {self.settings.rate_limit_messages} messages in {self.settings.rate_limit_window:g}s; "
+                "resend this one later", message.id))
+            return
+        if await self._publish_or_error(session, "routing.customer_message", message.id,
+                                        conversation_id=session.conversation_id, client_message_id=message.id,
+                                        text=message.text):
+            await self._send(session, {"type": "accepted", "id": message.id})
+
+    async def _ack(self, session: CustomerSession, ack: Ack) -> None:
+        if ack.seq > session.acked_seq:  # cumulative: an older ack says nothing new
+            session.acked_seq = ack.seq
+            await self._publish_or_error(session, "routing.customer_ack", None,
+                                         conversation_id=session.conversation_id, seq=ack.seq)
+
+    async def _publish_or_error(self, session: CustomerSession, task: str, frame_id: str | None,
+                                **kwargs: Any) -> bool:
+        try:
+            await self._io(send_task, task, **kwargs)
+            return True
+        except Exception as exc:
+            log.error("edge_publish_failed", task=task, conversation_id=session.conversation_id, error=repr(exc))
+            await self._send(session, error_frame("unavailable", "could not store that; send it again", frame_id))
+            return False
+
+
+def _bound_port(server: Server) -> int:
+    for sock in server.sockets:
+        return int(sock.getsockname()[1])
+    raise RuntimeError("edge server has no listening socket")
+
+
+def run(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM."""
+    import signal
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop: asyncio.Future[None] = loop.create_future()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, lambda: stop.done() or stop.set_result(None))
+        await EdgeServer(settings).run(stop)
+
+    asyncio.run(main())

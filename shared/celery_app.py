@@ -1,0 +1,66 @@
+"""The Celery application: broker settings, queues and the route table.
+
+It lives in shared/ so the services can send work by task name without importing workers/; the task
+bodies are registered by workers/app.py. Settings that close Celery's known holes (DESIGN.md, "Known
+traps") are set here once, for every process.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from shared import embedded_broker
+from shared.settings import Settings, get_settings
+
+QUEUES = ("routing", "lex", "talkdesk", "timers")
+
+# Queue per task-name prefix: "lex.drain" goes to "lex", and so on.
+TASK_ROUTES = {f"{queue}.*": {"queue": queue, "routing_key": queue} for queue in QUEUES}
+
+
+def build_celery_app(settings: Settings) -> Celery:
+    embedded_broker.install()
+    app = Celery("lexdesk", broker=settings.broker_url, set_as_current=False)
+    queue_arguments = {"x-queue-type": "quorum"} if settings.broker_quorum_queues else None
+    transport_options: dict[str, Any] = {}
+    if settings.uses_amqp:
+        transport_options["confirm_publish"] = True  # apply_async returns only once the broker has it
+    app.conf.update(
+        task_queues=[Queue(q, routing_key=q, durable=True, queue_arguments=queue_arguments) for q in QUEUES],
+        task_default_queue="routing",
+        task_routes=TASK_ROUTES,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # A task is acknowledged only after it ran; a killed worker's task goes back to the queue, and a
+        # task cut off by a broker connection loss is cancelled rather than run twice concurrently.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # One message at a time per worker process: tasks wait on Talkdesk/Lex, and a hoarded burst
+        # would wait behind a slow call while other workers idle.
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        timezone="UTC",
+    )
+    return app
+
+
+@lru_cache(maxsize=1)
+def get_celery_app() -> Celery:
+    return build_celery_app(get_settings())
+
+
+def send_task(name: str, **kwargs: Any) -> None:
+    """Publish a task by name; with AMQP this returns only after the broker confirmed it."""
+    get_celery_app().send_task(name, kwargs=kwargs)

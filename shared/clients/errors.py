@@ -1,0 +1,36 @@
+"""How a failed call to Talkdesk or Lex is classified: retry it, or dead-letter it at once."""
+
+from __future__ import annotations
+
+
+class DeliveryError(Exception):
+    """A call that failed. `error_class` is what operators filter dead letters by."""
+
+    transient: bool = False
+    error_class: str = "error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+        self.code = code
+
+
+class TransientError(DeliveryError):
+    """Timeouts, connection errors, 5xx, 408, 429: worth retrying with backoff."""
+
+    transient = True
+    error_class = "transient"
+
+
+class PermanentError(DeliveryError):
+    """Other 4xx: the same request will fail the same way."""
+
+    error_class = "permanent"
+
+
+class ConversationEndedError(PermanentError):
+    """Talkdesk code 3016011: the Talkdesk side has already ended the conversation."""
+
+    error_class = "conversation_ended"

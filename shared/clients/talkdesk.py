@@ -1,0 +1,147 @@
+"""Talkdesk Digital Connect client (PROTOCOL §4), over httpx.
+
+One client per process: the OAuth token is cached and shared by every thread, refreshed a minute
+before it expires (or at 90% of its life for short-lived tokens), and fetched again once on a 401.
+Errors come back classified (shared/clients/errors.py); retrying is the caller's job, so that the
+retry goes through Celery and per-conversation order is kept.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from shared.clients.errors import ConversationEndedError, DeliveryError, PermanentError, TransientError
+
+CONVERSATION_ENDED_CODE = "3016011"
+SCOPE = "digital-connect:write"
+# Not in the public docs we have (PROTOCOL §4); kept in this one place.
+END_CONVERSATION_PATH = "/digital-connect/conversations/{id}"
+
+
+@dataclass(frozen=True)
+class TalkdeskCredentials:
+    client_id: str
+    client_secret: str
+    touchpoint_id: str
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    id: str
+    message_id: str | None
+    created_at: str | None
+    partial_fail_reason: str | None = None
+
+
+class TalkdeskClient:
+    def __init__(self, api_url: str, auth_url: str, credentials: TalkdeskCredentials, *,
+                 timeout: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.credentials = credentials
+        self._api_url = api_url.rstrip("/")
+        self._auth_url = auth_url.rstrip("/")
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+                                  transport=transport, headers={"User-Agent": "lexdesk/0.1"})
+        self._token: str | None = None
+        self._token_refresh_at = 0.0
+        self._token_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- token -------------------------------------------------------------------------------------
+
+    def _access_token(self, force: bool = False) -> str:
+        with self._token_lock:
+            if force or self._token is None or time.monotonic() >= self._token_refresh_at:
+                self._token, lifetime = self._fetch_token()
+                self._token_refresh_at = time.monotonic() + max(lifetime - 60, lifetime * 0.9)
+            return self._token
+
+    def _fetch_token(self) -> tuple[str, float]:
+        response = self._send("POST", f"{self._auth_url}/oauth/token",
+                              auth=(self.credentials.client_id, self.credentials.client_secret),
+                              data={"grant_type": "client_credentials", "scope": SCOPE})
+        body = response.json()
+        return body["access_token"], float(body.get("expires_in", 3600))
+
+    # -- API -----------------------------------------------------------------------------------------
+
+    def start_conversation(self, body: dict[str, Any], idempotency_key: str) -> str:
+        response = self._api("POST", "/digital-connect/conversations", json=body,
+                             idempotency_key=idempotency_key)
+        return str(response.json()["id"])
+
+    def send_message(self, conversation_id: str, content: str, idempotency_key: str) -> SentMessage:
+        response = self._api("POST", f"/digital-connect/conversations/{conversation_id}/messages",
+                             json={"content": content, "attachments": []}, idempotency_key=idempotency_key)
+        body = response.json()
+        return SentMessage(id=str(body.get("id", "")), message_id=body.get("message_id"),
+                           created_at=body.get("created_at"),
+                           partial_fail_reason=body.get("partial_fail_reason"))
+
+    def end_conversation(self, conversation_id: str) -> None:
+        self._api("DELETE", END_CONVERSATION_PATH.format(id=conversation_id),
+                  idempotency_key=f"end-{conversation_id}")
+
+    def _api(self, method: str, path: str, *, idempotency_key: str, **kwargs: Any) -> httpx.Response:
+        headers = {"x-idempotency-key": idempotency_key}
+        for attempt in (1, 2):
+            headers["Authorization"] = f"Bearer {self._access_token(force=attempt == 2)}"
+            try:
+                return self._send(method, f"{self._api_url}{path}", headers=headers, **kwargs)
+            except PermanentError as exc:
+                if exc.status != 401 or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"{method} {url}: timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise TransientError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code < 400:
+            return response
+        raise classify(method, url, response)
+
+
+def classify(method: str, url: str, response: httpx.Response) -> DeliveryError:
+    """Talkdesk errors: 408, 429 and 5xx are transient (honour Retry-After); 3016011 means the
+    conversation has ended; every other 4xx is permanent."""
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    code = str(body.get("code", "")) or None
+    detail = body.get("message") or body.get("error") or response.text[:200]
+    fields = ", ".join(f"{f.get('name')}: {f.get('description')}" for f in body.get("fields") or [])
+    message = f"{method} {url} -> {status} {code or ''} {detail}{f' ({fields})' if fields else ''}".strip()
+    retry_after = _retry_after(response.headers.get("Retry-After"))
+    kwargs = {"status": status, "code": code, "retry_after": retry_after}
+    if code == CONVERSATION_ENDED_CODE:
+        return ConversationEndedError(message, **kwargs)
+    if status in (408, 429) or status >= 500:
+        return TransientError(message, **kwargs)
+    return PermanentError(message, **kwargs)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None

@@ -1,0 +1,79 @@
+"""State changes of a conversation, each within the caller's unit of work: the transition check
+(shared/domain.py), the transcript rows it implies, and the follow-up tasks to publish on commit."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from shared.domain import check_transition
+from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, Sender, utcnow
+from shared.outbox import UnitOfWork
+from shared.store import add_event, add_message
+
+DELIVER = "routing.deliver"
+LEX_DRAIN = "lex.drain"
+TALKDESK_DRAIN = "talkdesk.drain"
+
+
+def request_handoff(uow: UnitOfWork, conversation: Conversation) -> None:
+    """Queue the Talkdesk 'start conversation' call behind everything already bound for Talkdesk."""
+    conversation.state = check_transition(conversation.state, ConversationState.HANDOFF_REQUESTED)
+    add_event(uow.session, conversation.id, "handoff_requested")
+    add_message(uow.session, conversation.id, sender=Sender.SYSTEM, destination=Destination.TALKDESK,
+                kind="event", event="handoff_requested")
+    uow.publish_after_commit(TALKDESK_DRAIN, conversation_id=conversation.id)
+    uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
+
+
+def fail_handoff(uow: UnitOfWork, conversation: Conversation, reason: str) -> None:
+    """Talkdesk could not be reached within the retry bound: tell the customer, back to the bot."""
+    conversation.state = check_transition(conversation.state, ConversationState.HANDOFF_FAILED)
+    add_event(uow.session, conversation.id, "handoff_failed", reason=reason)
+    add_message(uow.session, conversation.id, sender=Sender.SYSTEM, destination=Destination.CUSTOMER,
+                body="Sorry, we could not reach an agent right now. You can keep chatting with the assistant "
+                     "or ask for an agent again.")
+    # Messages typed while the handoff was pending cannot reach an agent now; they stay in the
+    # transcript, marked so, instead of being sent to a conversation that does not exist.
+    uow.session.execute(
+        update(Message)
+        .where(Message.conversation_id == conversation.id, Message.destination == Destination.TALKDESK,
+               Message.status == MessageStatus.PENDING)
+        .values(status=MessageStatus.SKIPPED, last_error="handoff failed", error_class="handoff_failed")
+    )
+    uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
+
+
+def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:
+    """End the conversation; the other side is always told. False if it was closed already."""
+    if conversation.state == ConversationState.CLOSED:
+        return False
+    previous = conversation.state
+    conversation.state = check_transition(previous, ConversationState.CLOSED)
+    conversation.closed_by = by
+    conversation.closed_at = utcnow()
+    session = uow.session
+    # Whatever the bot has not answered yet will not be answered.
+    session.execute(
+        update(Message)
+        .where(Message.conversation_id == conversation.id, Message.destination == Destination.LEX,
+               Message.status == MessageStatus.PENDING)
+        .values(status=MessageStatus.SKIPPED, last_error=f"conversation closed by {by}")
+    )
+    if by == "agent":
+        # Talkdesk has ended its side; sending there now would only earn 3016011.
+        session.execute(
+            update(Message)
+            .where(Message.conversation_id == conversation.id, Message.destination == Destination.TALKDESK,
+                   Message.status == MessageStatus.PENDING)
+            .values(status=MessageStatus.SKIPPED, last_error="conversation closed by agent")
+        )
+    add_event(session, conversation.id, "conversation_ended", by=by)
+    talkdesk_involved = previous in (ConversationState.HANDOFF_REQUESTED, ConversationState.AGENT_QUEUED,
+                                     ConversationState.AGENT_ACTIVE)
+    if by != "agent" and talkdesk_involved:
+        # Queued behind the customer's last messages, so the agent sees them before the end.
+        add_message(session, conversation.id, sender=Sender.SYSTEM, destination=Destination.TALKDESK,
+                    kind="event", event="conversation_ended", payload={"by": by})
+        uow.publish_after_commit(TALKDESK_DRAIN, conversation_id=conversation.id)
+    uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
+    return True

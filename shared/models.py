@@ -1,0 +1,178 @@
+"""The schema: conversations, their messages (the transcript and the delivery queue in one), the
+customer's connections, drain leases and the outbox. Changed only through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# BIGINT keys on PostgreSQL, INTEGER (rowid alias, autoincrementing) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class ConversationState(StrEnum):
+    BOT = "bot"
+    HANDOFF_REQUESTED = "handoff_requested"
+    AGENT_QUEUED = "agent_queued"
+    AGENT_ACTIVE = "agent_active"
+    CLOSED = "closed"
+    HANDOFF_FAILED = "handoff_failed"
+
+
+class Sender(StrEnum):
+    CUSTOMER = "customer"
+    BOT = "bot"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+class Destination(StrEnum):
+    """Where a message row still has to go. Each row has exactly one destination."""
+
+    LEX = "lex"
+    TALKDESK = "talkdesk"
+    CUSTOMER = "customer"
+    NONE = "none"  # transcript-only rows
+
+
+class MessageStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"  # handed to the edge node (customer frames only); resent on resume until acked
+    DELIVERED = "delivered"
+    FAILED = "failed"  # dead letter: retries exhausted or a permanent error
+    SKIPPED = "skipped"  # no longer deliverable by design (conversation closed before it went out)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32), default=ConversationState.BOT, index=True)
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    locale: Mapped[str | None] = mapped_column(String(32))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lex_session_id: Mapped[str] = mapped_column(String(100))
+    talkdesk_conversation_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    agent_name: Mapped[str | None] = mapped_column(String(200))
+    last_sentiment: Mapped[str | None] = mapped_column(String(16))
+    # Counters, advanced with UPDATE ... RETURNING so concurrent writers never share a number.
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_frame_seq: Mapped[int] = mapped_column(Integer, default=0)
+    acked_frame_seq: Mapped[int] = mapped_column(Integer, default=0)
+    closed_by: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+    closed_at: Mapped[datetime | None]
+
+
+class Message(Base):
+    """One transcript entry. `seq` orders the transcript; `frame_seq` numbers what the customer sees
+    (PROTOCOL §2: no gaps), so only rows shown to the customer have one."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
+        UniqueConstraint("conversation_id", "frame_seq", name="uq_messages_conversation_frame_seq"),
+        UniqueConstraint("conversation_id", "client_message_id", name="uq_messages_client_message_id"),
+        UniqueConstraint("conversation_id", "talkdesk_message_id", name="uq_messages_talkdesk_message_id"),
+        Index("ix_messages_outgoing", "conversation_id", "destination", "status", "seq"),
+        Index("ix_messages_dead_letters", "status", "error_class", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    frame_seq: Mapped[int | None] = mapped_column(Integer)
+    sender: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default="message")  # message | event
+    event: Mapped[str | None] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text, default="")  # redacted before it is stored
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)  # cards, lex info, event fields
+    destination: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_class: Mapped[str | None] = mapped_column(String(64))
+    client_message_id: Mapped[str | None] = mapped_column(String(128))
+    talkdesk_message_id: Mapped[str | None] = mapped_column(String(128))
+    intent: Mapped[str | None] = mapped_column(String(100))
+    intent_state: Mapped[str | None] = mapped_column(String(32))
+    dialog_action: Mapped[str | None] = mapped_column(String(32))
+    sentiment: Mapped[str | None] = mapped_column(String(16))
+    replayed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+
+
+class Connection(Base):
+    """A customer socket: which edge node holds the conversation right now."""
+
+    __tablename__ = "connections"
+    __table_args__ = (Index("ix_connections_current", "conversation_id", "disconnected_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    connection_id: Mapped[str] = mapped_column(String(64), unique=True)
+    node_id: Mapped[str] = mapped_column(String(64), index=True)
+    dialect: Mapped[str] = mapped_column(String(16), default="native")
+    connected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disconnected_at: Mapped[datetime | None]
+
+
+class DrainLease(Base):
+    """Who is draining a conversation towards one destination, until when (principle 2)."""
+
+    __tablename__ = "drain_leases"
+
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    destination: Mapped[str] = mapped_column(String(16), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+
+
+class OutboxEntry(Base):
+    """A task to publish once the transaction that wrote it commits (see shared/outbox.py)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    task: Mapped[str] = mapped_column(String(100))
+    args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

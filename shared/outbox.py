@@ -1,0 +1,82 @@
+"""Transactional outbox: publishing tied to commit.
+
+A task that must run because of a database change is written to the `outbox` table in the same
+transaction as the change (`UnitOfWork.publish_after_commit`). After the commit the entries are
+published and deleted; if the process dies in between, or the broker is down, the entries stay and
+the periodic sweep (`timers.sweep`) publishes them. A task may therefore be published twice; every
+task is idempotent (drains re-read the database), so that is harmless. What cannot happen is a
+committed change whose follow-up work is never published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from shared.celery_app import send_task
+from shared.db import session_scope
+from shared.models import OutboxEntry, utcnow
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class UnitOfWork:
+    """One transaction plus the tasks to publish once it has committed."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._entries: list[OutboxEntry] = []
+
+    def publish_after_commit(self, task: str, **kwargs: Any) -> None:
+        # Drains are keyed by conversation: writing the same one twice in a transaction is pointless.
+        if any(e.task == task and e.args == kwargs for e in self._entries):
+            return
+        entry = OutboxEntry(task=task, args=kwargs)
+        self.session.add(entry)
+        self._entries.append(entry)
+
+    @property
+    def entry_ids(self) -> list[int]:
+        return [e.id for e in self._entries]
+
+
+@contextmanager
+def unit_of_work(settings: Settings) -> Iterator[UnitOfWork]:
+    with session_scope(settings.database_url) as session:
+        uow = UnitOfWork(session)
+        yield uow
+        session.flush()
+        ids = uow.entry_ids
+    if ids:
+        relay(settings, ids)
+
+
+def relay(settings: Settings, ids: Iterable[int] | None = None, older_than: float | None = None) -> int:
+    """Publish outbox entries (the given ids, or all older than `older_than` seconds) and delete them.
+
+    A publish failure leaves the entries for the sweep and is logged, never raised: the transaction
+    that wrote them has already committed and its caller's work is done.
+    """
+    published = 0
+    try:
+        with session_scope(settings.database_url) as session:
+            query = select(OutboxEntry).order_by(OutboxEntry.id).limit(500)
+            if ids is not None:
+                query = query.where(OutboxEntry.id.in_(list(ids)))
+            if older_than is not None:
+                query = query.where(OutboxEntry.created_at < utcnow() - timedelta(seconds=older_than))
+            for entry in session.scalars(query.with_for_update(skip_locked=True)):
+                send_task(entry.task, **entry.args)
+                session.execute(delete(OutboxEntry).where(OutboxEntry.id == entry.id))
+                published += 1
+    except Exception as exc:  # the sweep retries; see the module docstring
+        log.warning("outbox_relay_failed", error=repr(exc), published=published)
+        return 0
+    return published

@@ -1,0 +1,83 @@
+"""The customer WebSocket protocol's client frames (PROTOCOL.md §2), as pydantic models.
+
+Unknown fields are ignored (extra="ignore"), so newer clients keep working; a frame that does not fit
+its model is a `bad_frame` naming the field."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Customer(Frame):
+    name: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=320)
+
+
+class Hello(Frame):
+    type: Literal["hello"]
+    customer: Customer | None = None
+    locale: str | None = Field(None, max_length=32)
+    attributes: dict[str, Any] | None = None
+
+
+class Resume(Frame):
+    type: Literal["resume"]
+    resume_token: str = Field(min_length=1, max_length=512)
+    last_seq: int = Field(0, ge=0)
+
+
+class CustomerMessage(Frame):
+    type: Literal["message"]
+    id: str = Field(min_length=1, max_length=128)
+    text: str = Field(min_length=1)
+
+
+class Typing(Frame):
+    type: Literal["typing"]
+    active: bool = True
+
+
+class Ack(Frame):
+    type: Literal["ack"]
+    seq: int = Field(ge=0)
+
+
+class End(Frame):
+    type: Literal["end"]
+
+
+class Ping(Frame):
+    type: Literal["ping"]
+
+
+CLIENT_FRAMES: dict[str, type[Frame]] = {
+    "hello": Hello, "resume": Resume, "message": CustomerMessage, "typing": Typing, "ack": Ack, "end": End,
+    "ping": Ping,
+}
+
+# The last one is ours, beyond PROTOCOL §2: the broker did not confirm a message; the client resends it
+# (same id, so at most one copy counts).
+ERROR_CODES = ("bad_frame", "too_large", "rate_limited", "unknown_type", "invalid_token", "conversation_closed",
+               "not_started", "unavailable")
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "frame"
+        parts.append(f"{field}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def error_frame(code: str, message: str, frame_id: str | None = None) -> dict[str, Any]:
+    assert code in ERROR_CODES, code
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if frame_id is not None:
+        frame["id"] = frame_id
+    return frame

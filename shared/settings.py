@@ -1,0 +1,161 @@
+"""All configuration, read from LEXDESK_* environment variables in one place (PROTOCOL.md §1).
+
+`get_settings()` validates once per process; a bad value raises `SettingsError`, whose message names
+the variable, and the CLI turns that into a one-line exit. Variables that look like ours but are not
+(`LEXDESK_EDGE_PROT`) are errors too: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "LEXDESK_"
+STATE_DIR = Path(os.environ.get("LEXDESK_STATE_DIR", ".lexdesk")).resolve()
+
+# The emulators' well-known credentials, so the embedded default works with no configuration.
+EMULATOR_TALKDESK_PORT = 8001
+EMULATOR_LEX_PORT = 8002
+EMULATOR_CLIENT_ID = "lexdesk-emulator-client"
+EMULATOR_CLIENT_SECRET = "lexdesk-emulator-secret"
+EMULATOR_TOUCHPOINT_ID = "emulator-touchpoint"
+
+
+class SettingsError(RuntimeError):
+    """Configuration that cannot work; the message names the offending variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+    # Storage and transport.
+    state_dir: Path = STATE_DIR
+    database_url: str = f"sqlite:///{STATE_DIR / 'lexdesk.sqlite'}"
+    broker_url: str = f"sqla+sqlite:///{STATE_DIR / 'broker.sqlite'}"
+    broker_quorum_queues: bool = False
+
+    # Entry points.
+    edge_host: str = "127.0.0.1"
+    edge_port: int = Field(8765, ge=1, le=65535)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=1, le=65535)
+    node_id: str = Field(default_factory=lambda: f"node-{secrets.token_hex(4)}", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    public_edge_url: str | None = None  # what the chat page connects to, when behind a proxy
+
+    # Secrets (never logged: SecretStr renders as '**********').
+    callback_api_key: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    resume_token_secret: SecretStr | None = None
+
+    # Talkdesk.
+    talkdesk_api_url: str = f"http://127.0.0.1:{EMULATOR_TALKDESK_PORT}"
+    talkdesk_auth_url: str = f"http://127.0.0.1:{EMULATOR_TALKDESK_PORT}"
+    talkdesk_client_id: str = EMULATOR_CLIENT_ID
+    talkdesk_client_secret: SecretStr = SecretStr(EMULATOR_CLIENT_SECRET)
+    talkdesk_touchpoint_id: str = EMULATOR_TOUCHPOINT_ID
+    talkdesk_timeout: float = Field(10.0, gt=0)
+    secrets_source: Literal["env", "aws"] = "env"
+    talkdesk_client_secret_name: str = "dev/talkdesk/client/keys"
+    talkdesk_touchpoint_secret_name: str = "dev/talkdesk/touchpoint/ids"
+
+    # Lex.
+    lex_bot_id: str = "BANKINGBOT"
+    lex_bot_alias_id: str = "TSTALIASID"
+    lex_locale_id: str = "en_US"
+    lex_endpoint_url: str | None = f"http://127.0.0.1:{EMULATOR_LEX_PORT}"
+    lex_timeout: float = Field(10.0, gt=0)
+    escalation_intent: str = "TalkToAgent"
+
+    # Delivery guarantees.
+    max_attempts: int = Field(6, ge=1, le=100)
+    retry_backoff_base: float = Field(0.5, gt=0)
+    retry_backoff_max: float = Field(60.0, gt=0)
+    lease_seconds: float = Field(120.0, gt=0)
+    sweep_interval: float = Field(15.0, gt=0)
+    inactivity_timeout: float = Field(1800.0, gt=0)
+
+    # Customer edge limits.
+    max_frame_bytes: int = Field(16 * 1024, ge=256)
+    rate_limit_messages: int = Field(20, ge=1)
+    rate_limit_window: float = Field(10.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError(f"must be a sqlite:// or postgresql:// SQLAlchemy URL, got {value.split(':')[0]!r}")
+        return value.replace("postgresql://", "postgresql+psycopg://", 1)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://", "pyamqp://", "sqla+", "redis://", "memory://")):
+            raise ValueError("must be an amqp://, sqla+sqlite:// or redis:// kombu URL")
+        return value
+
+    @property
+    def uses_amqp(self) -> bool:
+        return self.broker_url.startswith(("amqp", "pyamqp"))
+
+    @property
+    def chat_edge_url(self) -> str:
+        return self.public_edge_url or f"ws://{self.edge_host}:{self.edge_port}/ws"
+
+    def require(self, *names: str) -> None:
+        """Stop a process that needs secrets nobody configured, naming the variables."""
+        missing = [n for n in names if getattr(self, n) is None]
+        if missing:
+            joined = ", ".join(ENV_PREFIX + n.upper() for n in missing)
+            raise SettingsError(f"{joined} must be set (lexdesk up generates them for one machine)")
+
+
+def _unknown_variables(environ: dict[str, str]) -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | {"LEXDESK_STATE_DIR"}
+    problems = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problems.append(f"{name} is not a lexdesk setting{hint}")
+    return problems
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Validate the environment; raise SettingsError naming every bad variable."""
+    environ = dict(os.environ if environ is None else environ)
+    problems = _unknown_variables(environ)
+    try:
+        settings = Settings(**_from_environ(environ))
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            given = environ.get(ENV_PREFIX + field.upper())
+            shown = "" if given is None or "secret" in field or "key" in field else f" (got {given!r})"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}{shown}")
+        settings = None
+    if problems:
+        raise SettingsError("invalid configuration: " + "; ".join(problems))
+    assert settings is not None
+    return settings
+
+
+def _from_environ(environ: dict[str, str]) -> dict[str, str]:
+    # Passing values explicitly (rather than letting pydantic-settings read os.environ) lets tests and
+    # `lexdesk up` validate an environment before handing it to child processes.
+    return {
+        name: environ[ENV_PREFIX + name.upper()]
+        for name in Settings.model_fields
+        if ENV_PREFIX + name.upper() in environ
+    }
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

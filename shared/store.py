@@ -1,0 +1,193 @@
+"""Reading and writing conversations and their messages: the persistence half of every task and of
+the services. Functions take an open session; the caller owns the transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.domain import TranscriptLine
+from shared.models import (
+    Connection,
+    Conversation,
+    ConversationState,
+    Destination,
+    Message,
+    MessageStatus,
+    Sender,
+    utcnow,
+)
+from shared.redaction import redact_text
+
+
+def create_conversation(
+    session: Session,
+    *,
+    customer_name: str | None = None,
+    customer_email: str | None = None,
+    locale: str | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> Conversation:
+    conversation_id = str(uuid.uuid4())
+    conversation = Conversation(
+        id=conversation_id,
+        state=ConversationState.BOT,
+        customer_name=customer_name,
+        customer_email=customer_email,
+        locale=locale,
+        attributes=attributes or {},
+        lex_session_id=conversation_id.replace("-", ""),
+        last_seq=0,
+        last_frame_seq=0,
+        acked_frame_seq=0,
+    )
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
+def _advance_counters(session: Session, conversation_id: str, shown: bool) -> tuple[int, int | None]:
+    values: dict[str, Any] = {"last_seq": Conversation.last_seq + 1, "updated_at": utcnow()}
+    if shown:
+        values["last_frame_seq"] = Conversation.last_frame_seq + 1
+    row = session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(**values)
+        .returning(Conversation.last_seq, Conversation.last_frame_seq)
+    ).one()
+    return row.last_seq, (row.last_frame_seq if shown else None)
+
+
+def add_message(
+    session: Session,
+    conversation_id: str,
+    *,
+    sender: Sender,
+    destination: Destination,
+    body: str = "",
+    kind: str = "message",
+    event: str | None = None,
+    payload: dict[str, Any] | None = None,
+    status: MessageStatus = MessageStatus.PENDING,
+    **columns: Any,
+) -> Message:
+    """Append to the transcript. Rows for the customer also get the next frame seq; bodies are
+    redacted here, the one way in, so clear card numbers cannot reach the table."""
+    seq, frame_seq = _advance_counters(session, conversation_id, destination == Destination.CUSTOMER)
+    message = Message(
+        conversation_id=conversation_id,
+        seq=seq,
+        frame_seq=frame_seq,
+        sender=sender,
+        kind=kind,
+        event=event,
+        body=redact_text(body),
+        payload=payload or {},
+        destination=destination,
+        status=status,
+        attempts=0,
+        replayed=False,
+        **columns,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def add_event(session: Session, conversation_id: str, event: str, **fields: Any) -> Message:
+    """A lifecycle event shown to the customer (PROTOCOL §2 `event` frames)."""
+    return add_message(
+        session, conversation_id, sender=Sender.SYSTEM, destination=Destination.CUSTOMER,
+        kind="event", event=event, payload=fields,
+    )
+
+
+def find_by_client_message_id(session: Session, conversation_id: str, client_id: str) -> Message | None:
+    return session.scalars(
+        select(Message).where(Message.conversation_id == conversation_id,
+                              Message.client_message_id == client_id)
+    ).one_or_none()
+
+
+def find_by_talkdesk_message_id(session: Session, conversation_id: str, talkdesk_id: str) -> Message | None:
+    return session.scalars(
+        select(Message).where(Message.conversation_id == conversation_id,
+                              Message.talkdesk_message_id == talkdesk_id)
+    ).one_or_none()
+
+
+def conversation_by_talkdesk_id(session: Session, talkdesk_id: str) -> Conversation | None:
+    return session.scalars(
+        select(Conversation).where(Conversation.talkdesk_conversation_id == talkdesk_id)
+    ).one_or_none()
+
+
+def next_pending(session: Session, conversation_id: str, destination: Destination) -> Message | None:
+    return session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.destination == destination,
+               Message.status == MessageStatus.PENDING)
+        .order_by(Message.seq)
+        .limit(1)
+    ).one_or_none()
+
+
+def transcript(session: Session, conversation_id: str) -> Sequence[Message]:
+    return session.scalars(
+        select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq)
+    ).all()
+
+
+def transcript_lines(messages: Sequence[Message]) -> list[TranscriptLine]:
+    return [
+        TranscriptLine(sender=m.sender, text=m.body, created_at=m.created_at, intent=m.intent,
+                       sentiment=m.sentiment)
+        for m in messages
+        if m.kind == "message"
+    ]
+
+
+def attach_connection(session: Session, conversation_id: str, connection_id: str, node_id: str,
+                      dialect: str = "native") -> Connection:
+    connection = Connection(conversation_id=conversation_id, connection_id=connection_id, node_id=node_id,
+                            dialect=dialect)
+    session.add(connection)
+    session.flush()
+    return connection
+
+
+def detach_connection(session: Session, connection_id: str) -> None:
+    session.execute(
+        update(Connection)
+        .where(Connection.connection_id == connection_id, Connection.disconnected_at.is_(None))
+        .values(disconnected_at=utcnow())
+    )
+
+
+def current_connection(session: Session, conversation_id: str) -> Connection | None:
+    """The newest live socket of the conversation: a reconnect supersedes the older socket."""
+    return session.scalars(
+        select(Connection)
+        .where(Connection.conversation_id == conversation_id, Connection.disconnected_at.is_(None))
+        .order_by(Connection.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def customer_frame(message: Message) -> dict[str, Any]:
+    """The server→client frame for a transcript row (PROTOCOL §2)."""
+    if message.kind == "event":
+        return {"type": "event", "seq": message.frame_seq, "event": message.event, **message.payload}
+    frame: dict[str, Any] = {"type": "message", "seq": message.frame_seq, "from": message.sender,
+                             "text": message.body}
+    for key in ("author", "cards", "lex"):
+        if key in message.payload:
+            frame[key] = message.payload[key]
+    if message.replayed:
+        frame["replayed"] = True
+    return frame

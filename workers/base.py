@@ -1,0 +1,61 @@
+"""What every task module shares: the Celery app, settings, and turning a failed call into either a
+retry of the conversation's drain or a dead letter (DESIGN.md principle 5)."""
+
+from __future__ import annotations
+
+import random
+
+import structlog
+from celery import Task
+
+from shared.celery_app import get_celery_app
+from shared.clients.errors import DeliveryError
+from shared.db import session_scope
+from shared.domain import backoff_seconds
+from shared.models import Message, MessageStatus
+from shared.settings import Settings, get_settings
+
+app = get_celery_app()
+log = structlog.get_logger("lexdesk.workers")
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+class RetryLater(Exception):
+    """The drain stopped at a message that failed transiently; run the drain again after `countdown`."""
+
+    def __init__(self, countdown: float, error: DeliveryError) -> None:
+        super().__init__(f"retry in {countdown:.1f}s: {error}")
+        self.countdown = countdown
+        self.error = error
+
+
+def record_failure(message_id: int, error: DeliveryError) -> tuple[bool, Message]:
+    """Count the attempt. Returns (dead_lettered, message). A permanent error, or a transient one at
+    the attempt bound, marks the message failed so the conversation's stream moves on."""
+    config = settings()
+    with session_scope(config.database_url) as session:
+        message = session.get_one(Message, message_id)
+        message.attempts += 1
+        message.last_error = str(error)[:2000]
+        message.error_class = error.error_class
+        dead = not error.transient or message.attempts >= config.max_attempts
+        if dead:
+            message.status = MessageStatus.FAILED
+        log.warning("delivery_failed", message_id=message_id, conversation_id=message.conversation_id,
+                    destination=message.destination, attempts=message.attempts, error_class=error.error_class,
+                    dead_lettered=dead, error=str(error)[:300])
+        return dead, message
+
+
+def retry_delay(message: Message, error: DeliveryError) -> float:
+    config = settings()
+    return backoff_seconds(message.attempts, config.retry_backoff_base, config.retry_backoff_max,
+                           error.retry_after, random.random())
+
+
+def retry_drain(task: Task, exc: RetryLater) -> None:
+    """Celery's own retry: a new message for the same drain, after the backoff."""
+    raise task.retry(exc=exc, countdown=exc.countdown, max_retries=None)

@@ -1,0 +1,106 @@
+"""Queue `lex`: the customer's messages to the bot, one RecognizeText per message in seq order, and
+the bot's answer (with its intent, dialog state and sentiment) into the transcript."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from shared.clients.errors import DeliveryError
+from shared.clients.factory import lex_client
+from shared.db import session_scope
+from shared.domain import BotTurn, is_escalation
+from shared.leases import drain as drain_with_lease
+from shared.leases import lock_conversation
+from shared.lifecycle import DELIVER, request_handoff
+from shared.models import ConversationState, Destination, Message, MessageStatus, Sender, utcnow
+from shared.outbox import unit_of_work
+from shared.store import add_message, next_pending
+from workers.base import RetryLater, app, log, record_failure, retry_delay, retry_drain, settings
+
+BOT_STATES = (ConversationState.BOT, ConversationState.HANDOFF_FAILED)
+
+
+@app.task(name="lex.drain", bind=True)
+def drain(self: Task, conversation_id: str) -> None:
+    try:
+        drain_with_lease(settings(), conversation_id, Destination.LEX, lambda: _step(conversation_id))
+    except RetryLater as exc:
+        retry_drain(self, exc)
+
+
+def _step(conversation_id: str) -> bool:
+    config = settings()
+    with session_scope(config.database_url) as session:
+        conversation = lock_conversation(session, conversation_id)
+        message = next_pending(session, conversation_id, Destination.LEX)
+        if conversation is None or message is None:
+            return False
+        if conversation.state not in BOT_STATES:
+            # Typed while the handoff started: the agent gets it in the handed-over transcript.
+            message.status = MessageStatus.SKIPPED
+            message.last_error = f"not sent to the bot: conversation is {conversation.state}"
+            return True
+        message_id, text, session_id = message.id, message.body, conversation.lex_session_id
+    try:
+        turn = lex_client().recognize_text(session_id, text)
+    except DeliveryError as error:
+        dead, failed = record_failure(message_id, error)
+        if dead:
+            _tell_customer_bot_unavailable(conversation_id)
+            return True
+        raise RetryLater(retry_delay(failed, error), error) from error
+    _record_turn(conversation_id, message_id, turn)
+    return True
+
+
+def _record_turn(conversation_id: str, message_id: int, turn: BotTurn) -> None:
+    config = settings()
+    with unit_of_work(config) as uow:
+        conversation = lock_conversation(uow.session, conversation_id)
+        message = uow.session.get_one(Message, message_id)
+        if conversation is None or message.status != MessageStatus.PENDING:
+            return  # a drain whose lease had expired already recorded it
+        lex_info = {"intent": turn.intent, "intent_state": turn.intent_state, "dialog_action": turn.dialog_action}
+        message.status = MessageStatus.DELIVERED
+        message.delivered_at = utcnow()
+        message.attempts += 1
+        message.intent, message.intent_state = turn.intent, turn.intent_state
+        message.dialog_action, message.sentiment = turn.dialog_action, turn.sentiment
+        message.payload = {**message.payload, "lex": {**lex_info, "slots": turn.slots,
+                                                      "sentiment_score": turn.sentiment_score,
+                                                      "confidence": turn.confidence}}
+        if turn.sentiment:
+            conversation.last_sentiment = turn.sentiment
+        for bot_message in _with_cards_attached(turn.messages):
+            payload: dict[str, Any] = {"lex": lex_info}
+            if bot_message.get("cards"):
+                payload["cards"] = bot_message["cards"]
+            add_message(uow.session, conversation_id, sender=Sender.BOT, destination=Destination.CUSTOMER,
+                        body=bot_message["text"], payload=payload, intent=turn.intent,
+                        intent_state=turn.intent_state, dialog_action=turn.dialog_action)
+        if is_escalation(turn, config.escalation_intent) and conversation.state in BOT_STATES:
+            request_handoff(uow, conversation)
+        uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+
+
+def _with_cards_attached(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lex sends a slot prompt and its response card as two messages; the customer sees one."""
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        if message.get("cards") and merged and not merged[-1].get("cards"):
+            merged[-1] = {**merged[-1], "cards": message["cards"]}
+        else:
+            merged.append(dict(message))
+    return merged
+
+
+def _tell_customer_bot_unavailable(conversation_id: str) -> None:
+    with unit_of_work(settings()) as uow:
+        if lock_conversation(uow.session, conversation_id) is None:
+            return
+        add_message(uow.session, conversation_id, sender=Sender.SYSTEM, destination=Destination.CUSTOMER,
+                    body="Sorry, the assistant could not answer that message. Please try again.")
+        uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+    log.warning("bot_message_dead_lettered", conversation_id=conversation_id)

@@ -1,0 +1,127 @@
+"""Queue `talkdesk`: everything bound for Talkdesk, in seq order: the handoff (start a conversation
+with the bot transcript), the customer's messages, and the end of the conversation."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Any
+
+from celery import Task
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.clients.errors import ConversationEndedError, DeliveryError
+from shared.clients.factory import talkdesk_client
+from shared.db import session_scope
+from shared.domain import handoff_request
+from shared.leases import drain as drain_with_lease
+from shared.leases import lock_conversation
+from shared.lifecycle import DELIVER, close, fail_handoff
+from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, utcnow
+from shared.outbox import unit_of_work
+from shared.store import add_event, next_pending, transcript_lines
+from workers.base import RetryLater, app, log, record_failure, retry_delay, retry_drain, settings
+
+
+@app.task(name="talkdesk.drain", bind=True)
+def drain(self: Task, conversation_id: str) -> None:
+    try:
+        drain_with_lease(settings(), conversation_id, Destination.TALKDESK, lambda: _step(conversation_id))
+    except RetryLater as exc:
+        retry_drain(self, exc)
+
+
+def _step(conversation_id: str) -> bool:
+    config = settings()
+    with session_scope(config.database_url) as session:
+        conversation = lock_conversation(session, conversation_id)
+        message = next_pending(session, conversation_id, Destination.TALKDESK)
+        if conversation is None or message is None:
+            return False
+        message_id, event, body = message.id, message.event, message.body
+        talkdesk_id = conversation.talkdesk_conversation_id
+        if event is None and talkdesk_id is None:
+            # Only reachable after a failed handoff skipped what was queued behind it.
+            message.status = MessageStatus.SKIPPED
+            message.last_error = "no Talkdesk conversation to send to"
+            return True
+        start_body = _handoff_body(session, conversation, message) if event == "handoff_requested" else None
+    client = talkdesk_client()
+    try:
+        if event == "handoff_requested":
+            assert start_body is not None
+            talkdesk_id = client.start_conversation(start_body, idempotency_key=f"lexdesk-handoff-{message_id}")
+            _handoff_done(conversation_id, message_id, talkdesk_id)
+        elif event == "conversation_ended":
+            if talkdesk_id is not None:
+                _end_quietly(talkdesk_id)
+            _mark_delivered(message_id)
+        else:
+            assert talkdesk_id is not None
+            sent = client.send_message(talkdesk_id, body, idempotency_key=f"lexdesk-message-{message_id}")
+            _mark_delivered(message_id, sent.message_id or sent.id)
+    except ConversationEndedError as error:
+        record_failure(message_id, error)
+        with unit_of_work(config) as uow:
+            ended = lock_conversation(uow.session, conversation_id)
+            if ended is not None:
+                close(uow, ended, by="agent")
+    except DeliveryError as error:
+        dead, failed = record_failure(message_id, error)
+        if not dead:
+            raise RetryLater(retry_delay(failed, error), error) from error
+        if event == "handoff_requested":
+            with unit_of_work(config) as uow:
+                conversation = lock_conversation(uow.session, conversation_id)
+                if conversation is not None and conversation.state == ConversationState.HANDOFF_REQUESTED:
+                    fail_handoff(uow, conversation, reason=error.error_class)
+    return True
+
+
+def _handoff_body(session: Session, conversation: Conversation, handoff: Message) -> dict[str, Any]:
+    earlier = session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conversation.id, Message.seq < handoff.seq)
+        .order_by(Message.seq)
+    ).all()
+    return handoff_request(
+        touchpoint_id=talkdesk_client().credentials.touchpoint_id,
+        customer_name=conversation.customer_name,
+        customer_email=conversation.customer_email,
+        attributes=conversation.attributes,
+        transcript=transcript_lines(earlier),
+    )
+
+
+def _handoff_done(conversation_id: str, message_id: int, talkdesk_id: str) -> None:
+    with unit_of_work(settings()) as uow:
+        conversation = lock_conversation(uow.session, conversation_id)
+        if conversation is None:
+            return
+        _set_delivered(uow.session.get_one(Message, message_id), talkdesk_id)
+        conversation.talkdesk_conversation_id = talkdesk_id
+        if conversation.state == ConversationState.HANDOFF_REQUESTED:
+            conversation.state = ConversationState.AGENT_QUEUED
+            add_event(uow.session, conversation_id, "agent_queued")
+            uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+        elif conversation.state == ConversationState.CLOSED:
+            # The customer left while the handoff was in flight: the end row queued behind it ends it.
+            log.info("handoff_completed_after_close", conversation_id=conversation_id)
+
+
+def _end_quietly(talkdesk_id: str) -> None:
+    with suppress(ConversationEndedError):  # ended on the Talkdesk side already: what we wanted
+        talkdesk_client().end_conversation(talkdesk_id)
+
+
+def _mark_delivered(message_id: int, talkdesk_message_id: str | None = None) -> None:
+    with session_scope(settings().database_url) as session:
+        _set_delivered(session.get_one(Message, message_id), talkdesk_message_id)
+
+
+def _set_delivered(message: Message, external_id: str | None) -> None:
+    message.status = MessageStatus.DELIVERED
+    message.delivered_at = utcnow()
+    message.attempts += 1
+    if external_id:
+        message.payload = {**message.payload, "talkdesk_id": external_id}

@@ -1,0 +1,84 @@
+"""Queue `timers`: periodic work (run by Celery beat). The sweep is what makes "publish after commit"
+and "a killed worker loses nothing" hold even when the broker or a process died at the wrong moment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, exists, select, update
+
+from shared.celery_app import send_task
+from shared.db import session_scope
+from shared.leases import as_utc, lock_conversation
+from shared.lifecycle import DELIVER, LEX_DRAIN, TALKDESK_DRAIN, close
+from shared.models import (
+    Connection,
+    Conversation,
+    ConversationState,
+    Destination,
+    DrainLease,
+    Message,
+    MessageStatus,
+    utcnow,
+)
+from shared.outbox import relay, unit_of_work
+from workers.base import app, log, settings
+
+DRAIN_TASKS = {Destination.LEX: LEX_DRAIN, Destination.TALKDESK: TALKDESK_DRAIN, Destination.CUSTOMER: DELIVER}
+# How long a row may sit pending, or a frame unacknowledged on a live socket, before the sweep acts.
+STALE_AFTER_SECONDS = 10.0
+UNACKED_RESEND_SECONDS = 30.0
+OUTBOX_GRACE_SECONDS = 5.0
+
+
+@app.task(name="timers.sweep")
+def sweep() -> dict[str, int]:
+    config = settings()
+    relayed = relay(config, older_than=OUTBOX_GRACE_SECONDS)
+    now = utcnow()
+    with session_scope(config.database_url) as session:
+        # Frames a live socket never acknowledged (a node queue lost in a broker restart): send again.
+        live = exists().where(Connection.conversation_id == Message.conversation_id,
+                              Connection.disconnected_at.is_(None))
+        resent = session.execute(
+            update(Message)
+            .where(Message.destination == Destination.CUSTOMER, Message.status == MessageStatus.SENT,
+                   Message.sent_at < now - timedelta(seconds=UNACKED_RESEND_SECONDS), live)
+            .values(status=MessageStatus.PENDING)
+        ).rowcount
+        # Pending rows with no live lease: their drain task was lost (killed worker, lost publish).
+        leased = exists().where(DrainLease.conversation_id == Message.conversation_id,
+                                DrainLease.destination == Message.destination, DrainLease.expires_at > now)
+        stranded = session.execute(
+            select(Message.conversation_id, Message.destination)
+            .distinct()
+            .where(Message.status == MessageStatus.PENDING,
+                   Message.created_at < now - timedelta(seconds=STALE_AFTER_SECONDS), ~leased,
+                   Message.destination.in_(list(DRAIN_TASKS)))
+            .limit(1000)
+        ).all()
+    for conversation_id, destination in stranded:
+        send_task(DRAIN_TASKS[Destination(destination)], conversation_id=conversation_id)
+    if relayed or resent or stranded:
+        log.info("sweep", outbox_relayed=relayed, frames_resent=resent, drains_restarted=len(stranded))
+    return {"outbox_relayed": relayed, "frames_resent": resent, "drains_restarted": len(stranded)}
+
+
+@app.task(name="timers.close_inactive")
+def close_inactive() -> int:
+    """Conversations nobody wrote in for `inactivity_timeout` end, and both sides are told."""
+    config = settings()
+    cutoff = utcnow() - timedelta(seconds=config.inactivity_timeout)
+    with session_scope(config.database_url) as session:
+        idle = session.scalars(
+            select(Conversation.id)
+            .where(and_(Conversation.state != ConversationState.CLOSED, Conversation.updated_at < cutoff))
+            .limit(500)
+        ).all()
+    closed = 0
+    for conversation_id in idle:
+        with unit_of_work(config) as uow:
+            conversation = lock_conversation(uow.session, conversation_id)
+            if conversation is not None and as_utc(conversation.updated_at) < cutoff:
+                closed += close(uow, conversation, by="timeout")
+    return closed
