@@ -29,7 +29,7 @@ def ensure_secrets(state_dir: Path, environ: dict[str, str]) -> dict[str, str]:
     keeps the customers' resume tokens and Talkdesk's configured key valid."""
     path = state_dir / "secrets.json"
     stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    for name in ("LEXDESK_CALLBACK_API_KEY", "LEXDESK_ADMIN_TOKEN", "LEXDESK_RESUME_TOKEN_SECRET"):
+    for name in ("LEXDESK_CALLBACK_API_KEY", "LEXDESK_ADMIN_TOKEN", "LEXDESK_RESUME_TOKEN_SECRET", "LEXDESK_DATA_KEY"):
         stored.setdefault(name, secrets.token_urlsafe(32))
     state_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stored, indent=2))

@@ -57,7 +57,7 @@ def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:
         update(Message)
         .where(Message.conversation_id == conversation.id, Message.destination == Destination.LEX,
                Message.status == MessageStatus.PENDING)
-        .values(status=MessageStatus.SKIPPED, last_error=f"conversation closed by {by}")
+        .values(status=MessageStatus.SKIPPED, last_error=f"conversation closed by {by}", sealed_body=None)
     )
     if by == "agent":
         # Talkdesk has ended its side; sending there now would only earn 3016011.

@@ -89,6 +89,8 @@ class Conversation(Base):
     talkdesk_conversation_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     agent_name: Mapped[str | None] = mapped_column(String(200))
     last_sentiment: Mapped[str | None] = mapped_column(String(16))
+    # The slot Lex asked for last: when it is a card or CVV slot, the next answer is sensitive.
+    eliciting_slot: Mapped[str | None] = mapped_column(String(100))
     # Counters, advanced with UPDATE ... RETURNING so concurrent writers never share a number.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_frame_seq: Mapped[int] = mapped_column(Integer, default=0)
@@ -121,6 +123,8 @@ class Message(Base):
     kind: Mapped[str] = mapped_column(String(16), default="message")  # message | event
     event: Mapped[str | None] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text, default="")  # redacted before it is stored
+    # The clear text of a redacted customer message, encrypted, until Lex has it (shared/sealing.py).
+    sealed_body: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)  # cards, lex info, event fields
     destination: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.PENDING)

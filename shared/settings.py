@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     callback_api_key: SecretStr | None = None
     admin_token: SecretStr | None = None
     resume_token_secret: SecretStr | None = None
+    data_key: SecretStr | None = None  # seals card data in transit to Lex (shared/sealing.py)
 
     # Talkdesk.
     talkdesk_api_url: str = f"http://127.0.0.1:{EMULATOR_TALKDESK_PORT}"

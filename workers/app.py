@@ -10,6 +10,7 @@ from workers.base import app, settings
 TASK_MODULES = (routing, lex, talkdesk, timers)
 
 configure_logging("worker")
+settings().require("data_key")  # routing seals card data with it, lex unseals it
 app.conf.beat_schedule = {
     "sweep": {"task": "timers.sweep", "schedule": settings().sweep_interval},
     "close-inactive": {"task": "timers.close_inactive", "schedule": 60.0},

@@ -23,6 +23,12 @@ def settings() -> Settings:
     return get_settings()
 
 
+def data_key() -> str:
+    key = settings().data_key
+    assert key is not None, "workers/app.py requires LEXDESK_DATA_KEY at start-up"
+    return key.get_secret_value()
+
+
 class RetryLater(Exception):
     """The drain stopped at a message that failed transiently; run the drain again after `countdown`."""
 
@@ -44,6 +50,7 @@ def record_failure(message_id: int, error: DeliveryError) -> tuple[bool, Message
         dead = not error.transient or message.attempts >= config.max_attempts
         if dead:
             message.status = MessageStatus.FAILED
+            message.sealed_body = None  # never kept beyond the attempts that needed it
         log.warning("delivery_failed", message_id=message_id, conversation_id=message.conversation_id,
                     destination=message.destination, attempts=message.attempts, error_class=error.error_class,
                     dead_lettered=dead, error=str(error)[:300])

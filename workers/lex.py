@@ -16,8 +16,9 @@ from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER, request_handoff
 from shared.models import ConversationState, Destination, Message, MessageStatus, Sender, utcnow
 from shared.outbox import unit_of_work
+from shared.sealing import unseal
 from shared.store import add_message, next_pending
-from workers.base import RetryLater, app, log, record_failure, retry_delay, retry_drain, settings
+from workers.base import RetryLater, app, data_key, log, record_failure, retry_delay, retry_drain, settings
 
 BOT_STATES = (ConversationState.BOT, ConversationState.HANDOFF_FAILED)
 
@@ -40,9 +41,11 @@ def _step(conversation_id: str) -> bool:
         if conversation.state not in BOT_STATES:
             # Typed while the handoff started: the agent gets it in the handed-over transcript.
             message.status = MessageStatus.SKIPPED
+            message.sealed_body = None
             message.last_error = f"not sent to the bot: conversation is {conversation.state}"
             return True
-        message_id, text, session_id = message.id, message.body, conversation.lex_session_id
+        message_id, session_id = message.id, conversation.lex_session_id
+        text = message.body if message.sealed_body is None else unseal(data_key(), message.sealed_body)
     try:
         turn = lex_client().recognize_text(session_id, text)
     except DeliveryError as error:
@@ -64,6 +67,7 @@ def _record_turn(conversation_id: str, message_id: int, turn: BotTurn) -> None:
             return  # a drain whose lease had expired already recorded it
         lex_info = {"intent": turn.intent, "intent_state": turn.intent_state, "dialog_action": turn.dialog_action}
         message.status = MessageStatus.DELIVERED
+        message.sealed_body = None
         message.delivered_at = utcnow()
         message.attempts += 1
         message.intent, message.intent_state = turn.intent, turn.intent_state
@@ -73,6 +77,7 @@ def _record_turn(conversation_id: str, message_id: int, turn: BotTurn) -> None:
                                                       "confidence": turn.confidence}}
         if turn.sentiment:
             conversation.last_sentiment = turn.sentiment
+        conversation.eliciting_slot = turn.slot_to_elicit if turn.dialog_action == "ElicitSlot" else None
         for bot_message in _with_cards_attached(turn.messages):
             payload: dict[str, Any] = {"lex": lex_info}
             if bot_message.get("cards"):
@@ -83,6 +88,7 @@ def _record_turn(conversation_id: str, message_id: int, turn: BotTurn) -> None:
         if is_escalation(turn, config.escalation_intent) and conversation.state in BOT_STATES:
             request_handoff(uow, conversation)
         uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+
 
 
 def _with_cards_attached(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

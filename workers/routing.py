@@ -22,6 +22,7 @@ from shared.models import (
     utcnow,
 )
 from shared.outbox import unit_of_work
+from shared.sealing import seal, stored_form
 from shared.store import (
     add_event,
     add_message,
@@ -30,7 +31,7 @@ from shared.store import (
     find_by_client_message_id,
     find_by_talkdesk_message_id,
 )
-from workers.base import app, log, settings
+from workers.base import app, data_key, log, settings
 
 FRAMES_PER_PUBLISH = 100
 AGENT_SIDE_STATES = (ConversationState.HANDOFF_REQUESTED, ConversationState.AGENT_QUEUED,
@@ -52,9 +53,12 @@ def customer_message(conversation_id: str, client_message_id: str, text: str) ->
                         body=text, client_message_id=client_message_id, status=MessageStatus.SKIPPED,
                         last_error="conversation closed")
             return
-        add_message(uow.session, conversation_id, sender=Sender.CUSTOMER, destination=destination, body=text,
-                    client_message_id=client_message_id)
+        body, sensitive = stored_form(text, conversation.eliciting_slot if destination == Destination.LEX else None)
+        sealed = seal(data_key(), text) if sensitive and destination == Destination.LEX else None
+        add_message(uow.session, conversation_id, sender=Sender.CUSTOMER, destination=destination, body=body,
+                    client_message_id=client_message_id, sealed_body=sealed)
         uow.publish_after_commit(f"{destination}.drain", conversation_id=conversation_id)
+
 
 
 @app.task(name="routing.customer_ack")

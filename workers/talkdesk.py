@@ -39,6 +39,9 @@ def _step(conversation_id: str) -> bool:
         if conversation is None or message is None:
             return False
         message_id, event, body = message.id, message.event, message.body
+        # Globally unique and stable across retries and replays: the conversation's UUID and the row's
+        # place in it (a row id would repeat across databases sharing one Talkdesk account).
+        idempotency_key = f"lexdesk-{conversation_id}-{message.seq}"
         talkdesk_id = conversation.talkdesk_conversation_id
         if event is None and talkdesk_id is None:
             # Only reachable after a failed handoff skipped what was queued behind it.
@@ -50,7 +53,7 @@ def _step(conversation_id: str) -> bool:
     try:
         if event == "handoff_requested":
             assert start_body is not None
-            talkdesk_id = client.start_conversation(start_body, idempotency_key=f"lexdesk-handoff-{message_id}")
+            talkdesk_id = client.start_conversation(start_body, idempotency_key=idempotency_key)
             _handoff_done(conversation_id, message_id, talkdesk_id)
         elif event == "conversation_ended":
             if talkdesk_id is not None:
@@ -58,7 +61,7 @@ def _step(conversation_id: str) -> bool:
             _mark_delivered(message_id)
         else:
             assert talkdesk_id is not None
-            sent = client.send_message(talkdesk_id, body, idempotency_key=f"lexdesk-message-{message_id}")
+            sent = client.send_message(talkdesk_id, body, idempotency_key=idempotency_key)
             _mark_delivered(message_id, sent.message_id or sent.id)
     except ConversationEndedError as error:
         record_failure(message_id, error)

@@ -107,6 +107,7 @@ class System:
             "LEXDESK_CALLBACK_API_KEY": self.api_key,
             "LEXDESK_ADMIN_TOKEN": self.admin_token,
             "LEXDESK_RESUME_TOKEN_SECRET": secrets.token_urlsafe(16),
+            "LEXDESK_DATA_KEY": secrets.token_urlsafe(16),
             "LEXDESK_TALKDESK_API_URL": self.talkdesk_url,
             "LEXDESK_TALKDESK_AUTH_URL": self.talkdesk_url,
             "LEXDESK_LEX_ENDPOINT_URL": self.lex_url,

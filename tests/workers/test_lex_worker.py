@@ -1,0 +1,109 @@
+"""The lex queue's consumer, called directly: turns stored in order, card data never stored in clear."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from sqlalchemy import select
+
+from shared.db import session_scope
+from shared.models import Conversation, Message
+from shared.store import create_conversation
+from tests.workers.conftest import Env
+
+
+def _conversation(env: Env) -> str:
+    with session_scope(env.database_url) as session:
+        return create_conversation(session, customer_name="Ana").id
+
+
+def _say(conversation_id: str, *texts: str, answer_each: bool = False) -> None:
+    """Queue the messages, then drain; or, like a customer answering each prompt, one at a time."""
+    from workers import lex, routing
+
+    for n, text in enumerate(texts):
+        routing.customer_message(conversation_id=conversation_id, client_message_id=f"{text}-{n}", text=text)
+        if answer_each:
+            lex.drain(conversation_id=conversation_id)
+    lex.drain(conversation_id=conversation_id)
+
+
+def _rows(env: Env, conversation_id: str) -> list[Message]:
+    with session_scope(env.database_url) as session:
+        return list(session.scalars(select(Message).where(Message.conversation_id == conversation_id)
+                                    .order_by(Message.seq)))
+
+
+def test_turns_are_answered_in_order_with_intent_state_and_sentiment(env: Env) -> None:
+    conversation_id = _conversation(env)
+    _say(conversation_id, "what is my balance", "savings", "this is useless and terrible")
+    rows = _rows(env, conversation_id)
+    customer = [r for r in rows if r.sender == "customer"]
+    assert [(r.body, r.status, r.intent, r.intent_state) for r in customer] == [
+        ("what is my balance", "delivered", "CheckBalance", "InProgress"),
+        ("savings", "delivered", "CheckBalance", "Fulfilled"),
+        ("this is useless and terrible", "delivered", "FallbackIntent", "ReadyForFulfillment"),
+    ]
+    assert customer[2].sentiment == "NEGATIVE"
+    bot = [r for r in rows if r.sender == "bot"]
+    assert [r.frame_seq for r in bot] == [1, 2, 3]
+    assert "Savings account balance is $8,765.43" in bot[1].body
+    assert bot[0].payload["cards"][0]["buttons"][0]["value"] == "Checking"
+
+
+def test_escalation_intent_requests_the_handoff(env: Env) -> None:
+    conversation_id = _conversation(env)
+    _say(conversation_id, "I want to talk to an agent")
+    rows = _rows(env, conversation_id)
+    assert [(r.sender, r.kind, r.event, r.destination) for r in rows[1:]] == [
+        ("bot", "message", None, "customer"),
+        ("system", "event", "handoff_requested", "customer"),
+        ("system", "event", "handoff_requested", "talkdesk"),
+    ]
+    with session_scope(env.database_url) as session:
+        assert session.get_one(Conversation, conversation_id).state == "handoff_requested"
+
+
+CARD = "4111 1111 1111 1111"
+
+
+def test_card_data_reaches_lex_but_is_never_stored_in_clear(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.clients.factory import lex_client
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("LEXDESK_LEX_BOT_ID", "PAYMENTBOT")
+    get_settings.cache_clear()
+    lex_client.cache_clear()
+    conversation_id = _conversation(env)
+    _say(conversation_id, "I want to make a payment", "$250", CARD, "123", "05/27", "yes", answer_each=True)
+
+    rows = _rows(env, conversation_id)
+    stored = " ".join(f"{r.body} {r.sealed_body} {r.payload}" for r in rows)
+    assert "4111111111111111" not in stored.replace(" ", "") and "4111 1111" not in stored
+    assert all(r.sealed_body is None for r in rows), "sealed copies are wiped once Lex has them"
+
+    # Answers to the card and CVV prompts are masked whole; the rest stays readable for the agent.
+    assert [r.body for r in rows if r.sender == "customer"] == [
+        "I want to make a payment", "$250", "[redacted]", "[redacted]", "05/27", "yes"]
+    # Lex's confirmation names the card's last four digits only.
+    assert any("ending in 1111" in r.body for r in rows if r.sender == "bot")
+    assert rows[-1].body.startswith("Thank you. Your payment of $250.00"), rows[-1].body
+
+    # Lex itself got the clear values: its session holds the full card number and the CVV.
+    with session_scope(env.database_url) as session:
+        session_id = session.get_one(Conversation, conversation_id).lex_session_id
+    runtime = boto3.client("lexv2-runtime", endpoint_url=env.lex_url, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+    lex_session = runtime.get_session(botId="PAYMENTBOT", botAliasId="TSTALIASID", localeId="en_US",
+                                      sessionId=session_id)
+    slots = lex_session["sessionState"]["intent"]["slots"]
+    assert slots["CreditCardNumber"]["value"]["interpretedValue"] == "4111111111111111"
+    assert slots["CVV"]["value"]["interpretedValue"] == "123"
+
+
+def test_a_card_number_typed_in_free_text_is_stored_with_its_last_four_only(env: Env) -> None:
+    conversation_id = _conversation(env)
+    _say(conversation_id, f"my card {CARD} was charged twice")
+    rows = _rows(env, conversation_id)
+    assert rows[0].body == "my card [card ending 1111] was charged twice"
+    assert rows[0].sealed_body is None and rows[0].status == "delivered"
