@@ -1,13 +1,14 @@
 """The HTTP app: Talkdesk's callbacks (PROTOCOL.md §3), the operator API (§6) and the chat page.
 
-Callbacks are validated, checked against the conversation's state, published with broker confirms,
-and only then answered 202; the work itself happens in the routing workers. Handlers are plain
+Callbacks are validated, stored as rows (shared/inbound.py) and only then answered 202; delivery to
+the customer happens in the routing workers, published after commit. Handlers are plain
 functions, which Starlette runs in its thread pool, because the database and broker calls block."""
 
 from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,14 +20,16 @@ from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.callback.limits import BodySizeLimit
 from services.callback.schemas import Accepted, AgentJoined, AgentMessage, Close, Webhook
-from shared.celery_app import get_celery_app, send_task
+from shared import inbound
+from shared.celery_app import get_celery_app
 from shared.db import session_scope
 from shared.metrics import DatabaseCollector, HttpMetrics
-from shared.models import Conversation, ConversationState
+from shared.models import Conversation
 from shared.settings import Settings
 from shared.store import conversation_by_talkdesk_id, customer_frame, transcript
 
@@ -95,40 +98,37 @@ def create_api(settings: Settings) -> FastAPI:
     TalkdeskAuth = Depends(talkdesk_key)
     OperatorAuth = Depends(operator)
 
-    def open_conversation(talkdesk_id: str) -> str:
-        """Our conversation id for a Talkdesk one: 404 if unknown, 409 if it has ended."""
-        with session_scope(settings.database_url) as session:
-            conversation = conversation_by_talkdesk_id(session, talkdesk_id)
-            if conversation is None:
-                raise ApiError(404, "unknown_conversation", f"no conversation with Talkdesk id {talkdesk_id!r}")
-            if conversation.state == ConversationState.CLOSED:
-                raise ApiError(409, "conversation_closed", f"conversation {talkdesk_id!r} has ended")
-            return conversation.id
-
-    def publish(task: str, **kwargs: Any) -> Accepted:
+    def store(talkdesk_id: str, operation: Callable[..., inbound.Outcome], *args: Any) -> Accepted:
+        """Store Talkdesk's event as a row before answering (shared/inbound.py): 404 for a Talkdesk
+        conversation we do not know, 409 for one that has ended, 503 if the database is unreachable
+        (Talkdesk retries)."""
         try:
-            send_task(task, **kwargs)
-        except Exception as exc:
-            raise ApiError(503, "unavailable", f"could not queue the event ({type(exc).__name__}); retry") from exc
+            with session_scope(settings.database_url) as session:
+                conversation = conversation_by_talkdesk_id(session, talkdesk_id)
+                ours = conversation.id if conversation is not None else None
+            outcome = operation(settings, ours, *args) if ours is not None else inbound.Outcome.UNKNOWN
+        except SQLAlchemyError as exc:
+            raise ApiError(503, "unavailable", f"could not store the event ({type(exc).__name__}); retry") from exc
+        if outcome == inbound.Outcome.UNKNOWN:
+            raise ApiError(404, "unknown_conversation", f"no conversation with Talkdesk id {talkdesk_id!r}")
+        if outcome == inbound.Outcome.CLOSED:
+            raise ApiError(409, "conversation_closed", f"conversation {talkdesk_id!r} has ended")
         return Accepted()
 
     # -- Talkdesk callbacks --------------------------------------------------------------------------
 
     @app.post("/talkdesk/conversations/{conversation_id}/agent-joined", status_code=202, dependencies=[TalkdeskAuth])
     def agent_joined(conversation_id: str, body: Annotated[AgentJoined | None, Body()] = None) -> Accepted:
-        ours = open_conversation(conversation_id)
-        return publish("routing.agent_joined", conversation_id=ours, agent_name=body.agent_name if body else None)
+        return store(conversation_id, inbound.agent_joined, body.agent_name if body else None)
 
     @app.post("/talkdesk/conversations/{conversation_id}/messages", status_code=202, dependencies=[TalkdeskAuth])
     def agent_message(conversation_id: str, body: AgentMessage) -> Accepted:
-        ours = open_conversation(conversation_id)
-        return publish("routing.agent_message", conversation_id=ours, talkdesk_message_id=body.id,
-                       content=body.content, author_name=body.author_name, created_at=body.created_at)
+        return store(conversation_id, inbound.agent_message, body.id, body.content, body.author_name,
+                     body.created_at)
 
     @app.post("/talkdesk/conversations/{conversation_id}/close", status_code=202, dependencies=[TalkdeskAuth])
     def agent_close(conversation_id: str, body: Annotated[Close | None, Body()] = None) -> Accepted:
-        ours = open_conversation(conversation_id)
-        return publish("routing.agent_closed", conversation_id=ours, reason=body.reason if body else None)
+        return store(conversation_id, inbound.agent_closed)
 
     @app.post("/talkdesk/webhook", status_code=202, dependencies=[TalkdeskAuth])
     def webhook(body: Webhook) -> Accepted:

@@ -1,9 +1,11 @@
 """The customer WebSocket edge (PROTOCOL.md §2).
 
-Thin by design: it validates frames, publishes events to the broker (with publisher confirms, so
-`accepted` means durable), and writes the frames workers send to this node's queue to the sockets it
-holds. Database and broker calls are blocking, so they run in a thread pool, never on the event loop.
-Permessage-deflate is off: chat frames are small, and it costs ~64 KiB per connection against ~14 KiB.
+Thin by design: it validates frames, stores the customer's messages as rows (shared/inbound.py: a
+socket's frames are handled in order, so the transcript keeps the customer's order; `accepted` means
+committed) with the follow-up work published after commit, and writes the frames workers send to
+this node's queue to the sockets it holds. Database and broker calls block, so they run in a thread
+pool, never on the event loop. Permessage-deflate is off: chat frames are small, and it costs
+~64 KiB per connection against ~14 KiB.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from websockets.http11 import Request, Response
 from services.edge import persistence, tokens
 from services.edge.node_queue import NodeQueueConsumer
 from services.edge.sessions import CustomerSession, RateLimiter, SessionRegistry
+from shared import inbound
 from shared.celery_app import get_celery_app, send_task
 from shared.protocol import (
     CLIENT_FRAMES,
@@ -51,7 +54,7 @@ HARD_LIMIT_FACTOR = 4
 
 class EdgeServer:
     def __init__(self, settings: Settings) -> None:
-        settings.require("resume_token_secret")
+        settings.require("resume_token_secret", "data_key")
         assert settings.resume_token_secret is not None
         self.settings = settings
         self.node_id = settings.node_id
@@ -193,8 +196,7 @@ class EdgeServer:
             case Ack():
                 await self._ack(session, frame)
             case _ if frame.type == "end":
-                await self._publish_or_error(session, "routing.customer_end", None,
-                                             conversation_id=session.conversation_id)
+                await self._store(session, None, inbound.customer_ended, self.settings, session.conversation_id)
             case _:
                 pass  # typing: Digital Connect has no typing indicator to forward it to
         return True
@@ -242,16 +244,30 @@ class EdgeServer:
                 f"more than {self.settings.rate_limit_messages} messages in {self.settings.rate_limit_window:g}s; "
                 "resend this one later", message.id))
             return
-        if await self._publish_or_error(session, "routing.customer_message", message.id,
-                                        conversation_id=session.conversation_id, client_message_id=message.id,
-                                        text=message.text):
+        outcome = await self._store(session, message.id, inbound.customer_message, self.settings,
+                                    session.conversation_id, message.id, message.text)
+        if outcome in (inbound.Outcome.STORED, inbound.Outcome.DUPLICATE):
             await self._send(session, {"type": "accepted", "id": message.id})
+        elif outcome == inbound.Outcome.CLOSED:
+            session.closed = True
+            await self._send(session, error_frame("conversation_closed", "this conversation has ended", message.id))
 
     async def _ack(self, session: CustomerSession, ack: Ack) -> None:
         if ack.seq > session.acked_seq:  # cumulative: an older ack says nothing new
             session.acked_seq = ack.seq
             await self._publish_or_error(session, "routing.customer_ack", None,
                                          conversation_id=session.conversation_id, seq=ack.seq)
+
+    async def _store(self, session: CustomerSession, frame_id: str | None, operation: Callable[..., T],
+                     *args: Any) -> T | None:
+        """Run an inbound operation (it commits the row, then publishes the follow-up work)."""
+        try:
+            return await self._io(operation, *args)
+        except Exception as exc:
+            log.error("edge_store_failed", operation=operation.__name__, conversation_id=session.conversation_id,
+                      error=repr(exc))
+            await self._send(session, error_frame("unavailable", "could not store that; send it again", frame_id))
+            return None
 
     async def _publish_or_error(self, session: CustomerSession, task: str, frame_id: str | None,
                                 **kwargs: Any) -> bool:

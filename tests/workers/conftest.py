@@ -30,6 +30,14 @@ class Env:
     talkdesk_url: str
 
 
+def customer_says(conversation_id: str, client_message_id: str, text: str) -> None:
+    """What the edge does with a customer's message frame."""
+    from shared.inbound import Outcome, customer_message
+    from shared.settings import get_settings
+
+    assert customer_message(get_settings(), conversation_id, client_message_id, text) == Outcome.STORED
+
+
 @pytest.fixture(scope="session")
 def emulator_urls() -> Iterator[tuple[str, str]]:
     with serve_asgi(create_lex()) as lex_url, serve_asgi(create_talkdesk(EmulatorConfig())) as talkdesk_url:

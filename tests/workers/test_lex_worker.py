@@ -9,7 +9,7 @@ from sqlalchemy import select
 from shared.db import session_scope
 from shared.models import Conversation, Message
 from shared.store import create_conversation
-from tests.workers.conftest import Env
+from tests.workers.conftest import Env, customer_says
 
 
 def _conversation(env: Env) -> str:
@@ -19,10 +19,10 @@ def _conversation(env: Env) -> str:
 
 def _say(conversation_id: str, *texts: str, answer_each: bool = False) -> None:
     """Queue the messages, then drain; or, like a customer answering each prompt, one at a time."""
-    from workers import lex, routing
+    from workers import lex
 
     for n, text in enumerate(texts):
-        routing.customer_message(conversation_id=conversation_id, client_message_id=f"{text}-{n}", text=text)
+        customer_says(conversation_id, f"{text}-{n}", text)
         if answer_each:
             lex.drain(conversation_id=conversation_id)
     lex.drain(conversation_id=conversation_id)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from shared.db import session_scope
 from shared.models import Conversation, Message
 from shared.store import create_conversation
-from tests.workers.conftest import Env
+from tests.workers.conftest import Env, customer_says
 from workers.base import RetryLater
 
 NO_FAULTS = {"error_rate": 0.0, "rate_limit_rate": 0.0, "stall_rate": 0.0, "latency": 0.0, "retry_after": 1}
@@ -34,15 +34,15 @@ def faults(env: Env, **knobs: Any) -> None:
 
 def at_agent(env: Env, typed_during_handoff: str | None = None) -> str:
     """A conversation the bot has handed off (Talkdesk not called yet)."""
-    from workers import lex, routing
+    from workers import lex
 
     with session_scope(env.database_url) as session:
         conversation_id = create_conversation(session, customer_name="Ana", customer_email="ana@example.com").id
     for n, text in enumerate(["what is my balance", "checking", "I want to talk to an agent"]):
-        routing.customer_message(conversation_id=conversation_id, client_message_id=f"m{n}", text=text)
+        customer_says(conversation_id, f"m{n}", text)
         lex.drain(conversation_id=conversation_id)
     if typed_during_handoff:
-        routing.customer_message(conversation_id=conversation_id, client_message_id="typed", text=typed_during_handoff)
+        customer_says(conversation_id, "typed", typed_during_handoff)
     return conversation_id
 
 
@@ -88,17 +88,15 @@ def test_handoff_hands_over_the_transcript_then_sends_what_was_typed_meanwhile(e
 
 
 def test_transient_failures_retry_with_backoff_then_dead_letter_and_the_stream_moves_on(env: Env) -> None:
-    from workers import routing
-
     conversation_id = at_agent(env)
     drain_until_settled(conversation_id)
     faults(env, error_rate=1.0)
-    routing.customer_message(conversation_id=conversation_id, client_message_id="lost", text="first try")
+    customer_says(conversation_id, "lost", "first try")
     retries = drain_until_settled(conversation_id)
     assert len(retries) == 2  # LEXDESK_MAX_ATTEMPTS=3: two retries, then the dead letter
     assert all(r.error.transient for r in retries)
     faults(env)
-    routing.customer_message(conversation_id=conversation_id, client_message_id="next", text="second try")
+    customer_says(conversation_id, "next", "second try")
     assert drain_until_settled(conversation_id) == []
 
     rows = {r.body: r for r in talkdesk_rows(env, conversation_id)}
@@ -111,12 +109,10 @@ def test_transient_failures_retry_with_backoff_then_dead_letter_and_the_stream_m
 
 
 def test_retry_waits_at_least_retry_after_on_429(env: Env) -> None:
-    from workers import routing
-
     conversation_id = at_agent(env)
     drain_until_settled(conversation_id)
     faults(env, rate_limit_rate=1.0, retry_after=7)
-    routing.customer_message(conversation_id=conversation_id, client_message_id="m", text="hello")
+    customer_says(conversation_id, "m", "hello")
     retries = drain_until_settled(conversation_id)
     assert retries and all(r.countdown >= 7 for r in retries)
     assert all(r.error.retry_after == 7 for r in retries)
@@ -137,12 +133,10 @@ def test_a_handoff_that_cannot_reach_talkdesk_fails_and_the_customer_is_told(env
 
 def test_talkdesk_having_ended_the_conversation_closes_it_here(env: Env) -> None:
     from shared.clients.factory import talkdesk_client
-    from workers import routing
-
     conversation_id = at_agent(env)
     drain_until_settled(conversation_id)
     talkdesk_client().end_conversation(conversation(env, conversation_id).talkdesk_conversation_id or "")
-    routing.customer_message(conversation_id=conversation_id, client_message_id="late", text="still there?")
+    customer_says(conversation_id, "late", "still there?")
     assert drain_until_settled(conversation_id) == []  # 3016011 is permanent: no retry
     state = conversation(env, conversation_id)
     assert (state.state, state.closed_by) == ("closed", "agent")

@@ -1,0 +1,115 @@
+"""Inbound events become rows before anything else happens to them (DESIGN.md principle 1).
+
+The entry points call these in the request that carried the event: the edge for the customer's
+frames (a socket's frames are handled one after another, so `seq` follows the customer's order), the
+callback app for Talkdesk's calls (Talkdesk waits for our 202 before its next call, so `seq` follows
+the agent's order). Had they gone through a queue first, two workers could store two messages of
+one conversation in either order. Follow-up work (drains, delivery) is published after commit
+through the outbox; an answer of `accepted`/202 therefore means committed to the database.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from shared.domain import destination_for_customer_message
+from shared.leases import lock_conversation
+from shared.lifecycle import DELIVER, close
+from shared.models import Conversation, ConversationState, Destination, Sender
+from shared.outbox import unit_of_work
+from shared.sealing import seal, stored_form
+from shared.settings import Settings
+from shared.store import add_event, add_message, find_by_client_message_id, find_by_talkdesk_message_id
+
+AGENT_SIDE_STATES = (ConversationState.HANDOFF_REQUESTED, ConversationState.AGENT_QUEUED,
+                     ConversationState.AGENT_ACTIVE)
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # the same id again: the first copy counted, this one has no effect
+    CLOSED = "closed"
+    UNKNOWN = "unknown"
+    IGNORED = "ignored"
+
+
+def customer_message(settings: Settings, conversation_id: str, client_message_id: str, text: str) -> Outcome:
+    with unit_of_work(settings) as uow:
+        conversation = lock_conversation(uow.session, conversation_id)
+        if conversation is None:
+            return Outcome.UNKNOWN
+        if find_by_client_message_id(uow.session, conversation_id, client_message_id):
+            return Outcome.DUPLICATE
+        destination = destination_for_customer_message(conversation.state)
+        if destination is None:
+            return Outcome.CLOSED
+        body, sensitive = stored_form(text, conversation.eliciting_slot if destination == Destination.LEX else None)
+        sealed = None
+        if sensitive and destination == Destination.LEX:
+            assert settings.data_key is not None, "the edge requires LEXDESK_DATA_KEY at start-up"
+            sealed = seal(settings.data_key.get_secret_value(), text)
+        add_message(uow.session, conversation_id, sender=Sender.CUSTOMER, destination=destination, body=body,
+                    client_message_id=client_message_id, sealed_body=sealed)
+        uow.publish_after_commit(f"{destination}.drain", conversation_id=conversation_id)
+        return Outcome.STORED
+
+
+def customer_ended(settings: Settings, conversation_id: str) -> Outcome:
+    with unit_of_work(settings) as uow:
+        conversation = lock_conversation(uow.session, conversation_id)
+        if conversation is None:
+            return Outcome.UNKNOWN
+        return Outcome.STORED if close(uow, conversation, by="customer") else Outcome.CLOSED
+
+
+def agent_joined(settings: Settings, conversation_id: str, agent_name: str | None) -> Outcome:
+    with unit_of_work(settings) as uow:
+        conversation = lock_conversation(uow.session, conversation_id)
+        if conversation is None:
+            return Outcome.UNKNOWN
+        if conversation.state not in AGENT_SIDE_STATES:
+            return Outcome.CLOSED if conversation.state == ConversationState.CLOSED else Outcome.IGNORED
+        if conversation.state == ConversationState.AGENT_ACTIVE and conversation.agent_name == agent_name:
+            return Outcome.DUPLICATE
+        _join(uow.session, conversation, agent_name)
+        uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+        return Outcome.STORED
+
+
+def agent_message(settings: Settings, conversation_id: str, talkdesk_message_id: str, content: str,
+                  author_name: str | None = None, created_at: str | None = None) -> Outcome:
+    with unit_of_work(settings) as uow:
+        conversation = lock_conversation(uow.session, conversation_id)
+        if conversation is None:
+            return Outcome.UNKNOWN
+        if find_by_talkdesk_message_id(uow.session, conversation_id, talkdesk_message_id):
+            return Outcome.DUPLICATE
+        if conversation.state == ConversationState.CLOSED:
+            return Outcome.CLOSED
+        if conversation.state in (ConversationState.HANDOFF_REQUESTED, ConversationState.AGENT_QUEUED):
+            # An agent who writes has joined, even if the join call has not reached us yet.
+            _join(uow.session, conversation, author_name)
+        payload = {"author": author_name} if author_name else {}
+        if created_at:
+            payload["agent_created_at"] = created_at
+        add_message(uow.session, conversation_id, sender=Sender.AGENT, destination=Destination.CUSTOMER,
+                    body=content, payload=payload, talkdesk_message_id=talkdesk_message_id)
+        uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+        return Outcome.STORED
+
+
+def agent_closed(settings: Settings, conversation_id: str) -> Outcome:
+    with unit_of_work(settings) as uow:
+        conversation = lock_conversation(uow.session, conversation_id)
+        if conversation is None:
+            return Outcome.UNKNOWN
+        return Outcome.STORED if close(uow, conversation, by="agent") else Outcome.CLOSED
+
+
+def _join(session: Session, conversation: Conversation, agent_name: str | None) -> None:
+    conversation.state = ConversationState.AGENT_ACTIVE
+    conversation.agent_name = agent_name
+    add_event(session, conversation.id, "agent_joined", **({"author": agent_name} if agent_name else {}))
+
