@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-CARD_CANDIDATE = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
+# Digit runs with single spaces, dashes, dots or slashes between groups; long runs are searched for a
+# card number inside them.
+CARD_CANDIDATE = re.compile(r"(?<![\d])(?:\d[ ./-]{0,2}){12,}\d(?![\d])")
 SENSITIVE_SLOTS = frozenset({"creditcardnumber", "cardnumber", "cvv", "cvc", "securitycode", "pin"})
 MASK = "[redacted]"
 
@@ -27,11 +29,29 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _groups(text: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of the digit groups in a run like "4111 1111 1111 1111 12/26"."""
+    return [(m.start(), m.end()) for m in re.finditer(r"\d+", text)]
+
+
 def _mask_card(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    if not 13 <= len(digits) <= 19 or not luhn_valid(digits):
-        return match.group(0)
-    return f"[card ending {digits[-4:]}]"
+    """Mask the longest stretch of whole digit groups that has 13-19 digits and passes Luhn: a card
+    number can sit next to other digits (an expiry date, a CVV). Whole groups only, because any
+    window cut out of a long number passes Luhn one time in ten."""
+    text = match.group(0)
+    groups = _groups(text)
+    best: tuple[int, int, str] | None = None
+    for i in range(len(groups)):
+        for j in range(i, len(groups)):
+            digits = "".join(text[a:b] for a, b in groups[i:j + 1])
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn_valid(digits) and (best is None or len(digits) > len(best[2])):
+                best = (groups[i][0], groups[j][1], digits)
+    if best is None:
+        return text
+    first, last, digits = best
+    return f"{text[:first]}[card ending {digits[-4:]}]{text[last:]}"
 
 
 def redact_text(text: str) -> str:

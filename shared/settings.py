@@ -12,7 +12,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     rate_limit_messages: int = Field(20, ge=1)
     rate_limit_window: float = Field(10.0, gt=0)
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, **_: Any
+                                   ) -> tuple[Any, ...]:
+        # Only what load_settings passes in: it reads the environment itself, so that a dict given
+        # by a caller (a test, `lexdesk up` checking a child's environment) is the whole truth.
+        return (init_settings,)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -128,6 +135,11 @@ def _unknown_variables(environ: dict[str, str]) -> list[str]:
     return problems
 
 
+def _may_hold_secret(field: str) -> bool:
+    # URLs carry passwords (postgresql://user:pw@host); keys, tokens and secrets are secrets.
+    return any(word in field for word in ("secret", "key", "token", "url"))
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Validate the environment; raise SettingsError naming every bad variable."""
     environ = dict(os.environ if environ is None else environ)
@@ -138,7 +150,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             given = environ.get(ENV_PREFIX + field.upper())
-            shown = "" if given is None or "secret" in field or "key" in field else f" (got {given!r})"
+            shown = "" if given is None or _may_hold_secret(field) else f" (got {given!r})"
             problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}{shown}")
         settings = None
     if problems:

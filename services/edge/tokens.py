@@ -22,4 +22,6 @@ def verify(secret: bytes, token: str) -> str | None:
     conversation_id, _, mac = token.rpartition(".")
     if not conversation_id or not mac:
         return None
-    return conversation_id if hmac.compare_digest(mac, _mac(secret, conversation_id)) else None
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and a client may send anything.
+    expected = _mac(secret, conversation_id).encode()
+    return conversation_id if hmac.compare_digest(mac.encode("utf-8", "replace"), expected) else None

@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ParamValidationError, ReadTimeoutError
 
 from shared.clients.errors import DeliveryError, PermanentError, TransientError
 from shared.domain import BotTurn
@@ -43,6 +43,8 @@ class LexClient:
             raise TransientError(f"Lex RecognizeText: {type(exc).__name__}: {exc}") from exc
         except ClientError as exc:
             raise _classify(exc) from exc
+        except ParamValidationError as exc:  # a misconfigured bot id or alias never gets better
+            raise PermanentError(f"Lex RecognizeText: invalid request: {exc}") from exc
         except BotoCoreError as exc:
             raise TransientError(f"Lex RecognizeText: {type(exc).__name__}: {exc}") from exc
         return parse_turn(response)
@@ -54,6 +56,8 @@ class LexClient:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise _classify(exc) from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"Lex DeleteSession: {type(exc).__name__}: {exc}") from exc
 
 
 def _classify(exc: ClientError) -> DeliveryError:
