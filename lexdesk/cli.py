@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from lexdesk import dead_letter_commands as commands
 from shared.settings import EMULATOR_LEX_PORT, EMULATOR_TALKDESK_PORT, Settings, SettingsError, load_settings
 
 app = typer.Typer(help="lexdesk: Amazon Lex V2 bot ↔ Talkdesk Digital Connect agents.", no_args_is_help=True,
@@ -107,6 +108,24 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision")] = "
     settings = _settings()
     (downgrade if down else upgrade)(settings.database_url, revision)
     typer.echo(f"database at {revision}")
+
+
+@app.command("dead-letters")
+def dead_letters_command(conversation: commands.Conversation = None, error: commands.ErrorClass = None,
+                         since: commands.Since = None, until: commands.Until = None,
+                         limit: Annotated[int, typer.Option(help="Rows to show")] = 100) -> None:
+    """List dead letters (failed messages), with counts by error class."""
+    commands.list_command(_settings(), conversation, error, since, until, limit)
+
+
+@app.command()
+def replay(ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids")] = None,
+           conversation: commands.Conversation = None, error: commands.ErrorClass = None,
+           since: commands.Since = None, until: commands.Until = None,
+           dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be replayed")] = False,
+           ) -> None:
+    """Replay dead letters by id, conversation, time range or error class."""
+    commands.replay_command(_settings(), ids, conversation, error, since, until, dry_run)
 
 
 @emulate_app.command("talkdesk")

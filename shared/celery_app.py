@@ -11,12 +11,17 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from shared import embedded_broker
 from shared.settings import Settings, get_settings
 
 QUEUES = ("routing", "lex", "talkdesk", "timers")
+# A task message that cannot be decoded, names no known task, or whose task raised an unexpected
+# error is rejected without requeue; RabbitMQ moves it here rather than losing it or looping on it.
+# (kombu's embedded transports have no dead-lettering: there it is dropped and logged.)
+DEAD_LETTER_EXCHANGE = Exchange("lexdesk.dead-letter", type="fanout", durable=True)
+DEAD_LETTER_QUEUE = Queue("lexdesk.dead-letters", DEAD_LETTER_EXCHANGE, durable=True)
 
 # Queue per task-name prefix: "lex.drain" goes to "lex", and so on.
 TASK_ROUTES = {f"{queue}.*": {"queue": queue, "routing_key": queue} for queue in QUEUES}
@@ -25,7 +30,9 @@ TASK_ROUTES = {f"{queue}.*": {"queue": queue, "routing_key": queue} for queue in
 def build_celery_app(settings: Settings) -> Celery:
     embedded_broker.install()
     app = Celery("lexdesk", broker=settings.broker_url, set_as_current=False)
-    queue_arguments = {"x-queue-type": "quorum"} if settings.broker_quorum_queues else None
+    queue_arguments: dict[str, Any] = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name}
+    if settings.broker_quorum_queues:
+        queue_arguments["x-queue-type"] = "quorum"
     transport_options: dict[str, Any] = {}
     if settings.uses_amqp:
         transport_options["confirm_publish"] = True  # apply_async returns only once the broker has it
@@ -40,6 +47,10 @@ def build_celery_app(settings: Settings) -> Celery:
         # task cut off by a broker connection loss is cancelled rather than run twice concurrently.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # A task that raised (not a retry) is rejected, so it lands in the dead-letter queue instead of
+        # being acknowledged and forgotten.
+        task_acks_on_failure_or_timeout=False,
+        worker_consumer="workers.consumer:Consumer",
         worker_cancel_long_running_tasks_on_connection_loss=True,
         # One message at a time per worker process: tasks wait on Talkdesk/Lex, and a hoarded burst
         # would wait behind a slow call while other workers idle.

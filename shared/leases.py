@@ -97,6 +97,9 @@ def drain(
         while True:
             if step():
                 idle_checks = 0
+                with session_scope(url) as session:  # renew, so the lease can be short
+                    if not claim(session, conversation_id, destination, holder, settings.lease_seconds):
+                        return False  # expired mid-step and taken over: the new holder goes on
                 continue
             with session_scope(url) as session:
                 lock_conversation(session, conversation_id)

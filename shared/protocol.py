@@ -7,11 +7,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+def no_nul(value: Any) -> Any:
+    # PostgreSQL text cannot hold U+0000: refuse it here, as bad input, rather than fail to store it.
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return value
 
 
 class Frame(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    _no_nul_characters = field_validator("*", mode="before")(no_nul)
 
 
 class Customer(Frame):

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     max_attempts: int = Field(6, ge=1, le=100)
     retry_backoff_base: float = Field(0.5, gt=0)
     retry_backoff_max: float = Field(60.0, gt=0)
-    lease_seconds: float = Field(120.0, gt=0)
+    lease_seconds: float = Field(30.0, gt=0)  # renewed after each message; must exceed one call's timeout
     sweep_interval: float = Field(15.0, gt=0)
     inactivity_timeout: float = Field(1800.0, gt=0)
 

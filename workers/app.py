@@ -3,6 +3,9 @@ module registered, one module per queue, and the periodic schedule for the `time
 
 from __future__ import annotations
 
+from celery.signals import worker_init
+
+from shared.celery_app import DEAD_LETTER_QUEUE
 from shared.logging import configure_logging
 from workers import lex, routing, talkdesk, timers
 from workers.base import app, settings
@@ -10,7 +13,18 @@ from workers.base import app, settings
 TASK_MODULES = (routing, lex, talkdesk, timers)
 
 configure_logging("worker")
-settings().require("data_key")  # routing seals card data with it, lex unseals it
+
+
+@worker_init.connect
+def declare_dead_letter_queue(**_: object) -> None:
+    """The work queues name the dead-letter exchange; it and its queue must exist before a message is
+    rejected, or RabbitMQ drops the message."""
+    if settings().uses_amqp:
+        with app.connection_for_write() as connection:
+            DEAD_LETTER_QUEUE.bind(connection.default_channel).declare()
+
+
+settings().require("data_key")  # the edge seals card data with it; the lex worker unseals it
 app.conf.beat_schedule = {
     "sweep": {"task": "timers.sweep", "schedule": settings().sweep_interval},
     "close-inactive": {"task": "timers.close_inactive", "schedule": 60.0},

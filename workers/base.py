@@ -7,6 +7,8 @@ import random
 
 import structlog
 from celery import Task
+from kombu.exceptions import OperationalError as KombuOperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shared.celery_app import get_celery_app
 from shared.clients.errors import DeliveryError
@@ -17,6 +19,18 @@ from shared.settings import Settings, get_settings
 
 app = get_celery_app()
 log = structlog.get_logger("lexdesk.workers")
+
+# The database or the broker is down or restarting: the task is fine, the world is not. Retry it
+# (Celery's autoretry, exponential backoff with jitter) for about ten minutes before giving up.
+INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, KombuOperationalError, ConnectionError, TimeoutError)
+
+
+class LexdeskTask(Task):
+    autoretry_for = INFRASTRUCTURE_ERRORS
+    retry_backoff = 1
+    retry_backoff_max = 30
+    retry_jitter = True
+    max_retries = 30
 
 
 def settings() -> Settings:

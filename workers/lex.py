@@ -18,12 +18,12 @@ from shared.models import ConversationState, Destination, Message, MessageStatus
 from shared.outbox import unit_of_work
 from shared.sealing import unseal
 from shared.store import add_message, next_pending
-from workers.base import RetryLater, app, data_key, log, record_failure, retry_delay, retry_drain, settings
+from workers.base import LexdeskTask, RetryLater, app, data_key, log, record_failure, retry_delay, retry_drain, settings
 
 BOT_STATES = (ConversationState.BOT, ConversationState.HANDOFF_FAILED)
 
 
-@app.task(name="lex.drain", bind=True)
+@app.task(name="lex.drain", bind=True, base=LexdeskTask)
 def drain(self: Task, conversation_id: str) -> None:
     try:
         drain_with_lease(settings(), conversation_id, Destination.LEX, lambda: _step(conversation_id))

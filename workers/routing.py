@@ -13,12 +13,12 @@ from shared.lifecycle import DELIVER
 from shared.models import Connection, Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
 from shared.store import current_connection, customer_frame
-from workers.base import app, settings
+from workers.base import LexdeskTask, app, settings
 
 FRAMES_PER_PUBLISH = 100
 
 
-@app.task(name="routing.customer_ack")
+@app.task(name="routing.customer_ack", base=LexdeskTask)
 def customer_ack(conversation_id: str, seq: int) -> None:
     with session_scope(settings().database_url) as session:
         conversation = lock_conversation(session, conversation_id)
@@ -40,7 +40,7 @@ def _mark_delivered(session: Session, conversation_id: str, up_to: int) -> None:
     )
 
 
-@app.task(name="routing.customer_resumed")
+@app.task(name="routing.customer_resumed", base=LexdeskTask)
 def customer_resumed(conversation_id: str, last_seq: int) -> None:
     """The customer reattached (any node) having shown everything up to `last_seq`: every later frame
     goes out again, in order, to the new socket."""
@@ -61,7 +61,7 @@ def customer_resumed(conversation_id: str, last_seq: int) -> None:
         uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
 
 
-@app.task(name="routing.deliver")
+@app.task(name="routing.deliver", base=LexdeskTask)
 def deliver(conversation_id: str) -> None:
     """Drain the conversation's pending frames to the node holding the customer's socket. With no
     socket they stay pending and go out, in order, when the customer resumes."""

@@ -20,10 +20,10 @@ from shared.lifecycle import DELIVER, close, fail_handoff
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
 from shared.store import add_event, next_pending, transcript_lines
-from workers.base import RetryLater, app, log, record_failure, retry_delay, retry_drain, settings
+from workers.base import LexdeskTask, RetryLater, app, log, record_failure, retry_delay, retry_drain, settings
 
 
-@app.task(name="talkdesk.drain", bind=True)
+@app.task(name="talkdesk.drain", bind=True, base=LexdeskTask)
 def drain(self: Task, conversation_id: str) -> None:
     try:
         drain_with_lease(settings(), conversation_id, Destination.TALKDESK, lambda: _step(conversation_id))

@@ -22,7 +22,7 @@ from shared.models import (
     utcnow,
 )
 from shared.outbox import relay, unit_of_work
-from workers.base import app, log, settings
+from workers.base import LexdeskTask, app, log, settings
 
 DRAIN_TASKS = {Destination.LEX: LEX_DRAIN, Destination.TALKDESK: TALKDESK_DRAIN, Destination.CUSTOMER: DELIVER}
 # How long a row may sit pending, or a frame unacknowledged on a live socket, before the sweep acts.
@@ -31,7 +31,7 @@ UNACKED_RESEND_SECONDS = 30.0
 OUTBOX_GRACE_SECONDS = 5.0
 
 
-@app.task(name="timers.sweep")
+@app.task(name="timers.sweep", base=LexdeskTask)
 def sweep() -> dict[str, int]:
     config = settings()
     relayed = relay(config, older_than=OUTBOX_GRACE_SECONDS)
@@ -64,7 +64,7 @@ def sweep() -> dict[str, int]:
     return {"outbox_relayed": relayed, "frames_resent": resent, "drains_restarted": len(stranded)}
 
 
-@app.task(name="timers.close_inactive")
+@app.task(name="timers.close_inactive", base=LexdeskTask)
 def close_inactive() -> int:
     """Conversations nobody wrote in for `inactivity_timeout` end, and both sides are told."""
     config = settings()

@@ -23,9 +23,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.callback.limits import BodySizeLimit
-from services.callback.schemas import Accepted, AgentJoined, AgentMessage, Close, Webhook
-from shared import inbound
+from services.callback.schemas import Accepted, AgentJoined, AgentMessage, Close, ReplayRequest, Webhook
+from shared import dead_letters, inbound
 from shared.celery_app import get_celery_app
 from shared.db import session_scope
 from shared.metrics import DatabaseCollector, HttpMetrics
@@ -42,12 +41,7 @@ class ApiError(HTTPException):
         super().__init__(status, detail={"error": error, "message": message})
 
 
-def create_app(settings: Settings) -> BodySizeLimit:
-    """The ASGI app to serve: the API behind the body size limit."""
-    return BodySizeLimit(create_api(settings), MAX_BODY_BYTES)
-
-
-def create_api(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> FastAPI:
     settings.require("callback_api_key", "admin_token")
     assert settings.callback_api_key is not None and settings.admin_token is not None
     api_key = settings.callback_api_key.get_secret_value().encode()
@@ -56,28 +50,46 @@ def create_api(settings: Settings) -> FastAPI:
     registry.register(DatabaseCollector(settings.database_url))
     metrics = HttpMetrics(registry)
     app = FastAPI(title="lexdesk callback and operator API", version="1")
+    # Streamed bodies over the limit are refused (413) as they arrive, inside the routes, so the answer
+    # goes through our error handler; a declared Content-Length over it is refused in _count.
+    app.router.max_body_size = MAX_BODY_BYTES
 
     # -- errors in one JSON shape: {"error", "message", ...} ------------------------------------------
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": str(exc.detail)}
+        if exc.status_code == 413:
+            detail: Any = too_large
+        elif isinstance(exc.detail, dict):
+            detail = exc.detail
+        else:
+            detail = {"error": "http_error", "message": str(exc.detail)}
         return JSONResponse(detail, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         fields = [
-            {"name": ".".join(str(p) for p in error["loc"] if p != "body") or "body", "description": error["msg"]}
+            # A JSON syntax error's location is a character offset, not a field: name the body.
+            {"name": "body" if error["type"] == "json_invalid"
+             else ".".join(str(p) for p in error["loc"] if p != "body") or "body",
+             "description": error["msg"]}
             for error in exc.errors()
         ]
         message = "; ".join(f"{f['name']}: {f['description']}" for f in fields)
         return JSONResponse(jsonable_encoder({"error": "invalid_body", "message": message, "fields": fields}),
                             status_code=422)
 
+    too_large = {"error": "too_large", "message": f"request body exceeds {MAX_BODY_BYTES} bytes"}
+
     @app.middleware("http")
     async def _count(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
-        response: Response = await call_next(request)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            # Refused before reading (a streamed body over the limit is refused by max_body_size).
+            response: Response = JSONResponse(too_large, status_code=413)
+        else:
+            response = await call_next(request)
         route = request.scope.get("route")
         name = getattr(route, "path", "unmatched")
         metrics.requests.labels(name, str(response.status_code)).inc()
@@ -189,6 +201,37 @@ def create_api(settings: Settings) -> FastAPI:
                 raise ApiError(404, "unknown_conversation", f"no conversation {conversation_id!r}")
             messages = transcript(session, conversation_id)
             return {**_conversation_json(conversation), "transcript": [_message_json(m) for m in messages]}
+
+    def dead_letter_filter(ids: list[int] | None, conversation_id: str | None, error_class: str | None,
+                           since: str | None, until: str | None) -> dead_letters.DeadLetterFilter:
+        try:
+            return dead_letters.DeadLetterFilter(
+                ids=ids, conversation_id=conversation_id, error_class=error_class,
+                since=dead_letters.parse_time(since, "since"), until=dead_letters.parse_time(until, "until"))
+        except ValueError as exc:
+            raise ApiError(422, "invalid_filter", str(exc)) from exc
+
+    @app.get("/api/dead-letters", dependencies=[OperatorAuth])
+    def list_dead_letters(conversation_id: str | None = None, error_class: str | None = None,
+                          since: str | None = None, until: str | None = None,
+                          limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                          offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+        flt = dead_letter_filter(None, conversation_id, error_class, since, until)
+        with session_scope(settings.database_url) as session:
+            return dead_letters.list_dead_letters(session, flt, limit=limit, offset=offset)
+
+    @app.post("/api/dead-letters/replay", dependencies=[OperatorAuth])
+    def replay_dead_letters(body: ReplayRequest) -> dict[str, Any]:
+        """Replay by ids, conversation, time range or error class (at least one filter, or all when
+        none is given); `dry_run` only counts."""
+        flt = dead_letter_filter(body.ids, body.conversation_id, body.error_class, body.since, body.until)
+        with session_scope(settings.database_url) as session:
+            ids = dead_letters.matching_ids(session, flt)
+        summary = dead_letters.ReplaySummary(matched=len(ids))
+        if not body.dry_run:
+            for message_id in ids:
+                summary.add(message_id, dead_letters.replay_one(settings, message_id))
+        return {**summary.as_json(), "dry_run": body.dry_run}
 
     # -- the chat page -------------------------------------------------------------------------------------
 

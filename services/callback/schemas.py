@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.protocol import no_nul
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    _no_nul_characters = field_validator("*", mode="before")(no_nul)
 
 
 class AgentJoined(Body):

@@ -47,6 +47,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 NATIVE_PATH = "/ws"
+UNAVAILABLE = object()  # what _store returns when the database failed
 # Frames over max_frame_bytes get a `too_large` error and the socket stays open; beyond this hard
 # limit the websockets library closes the connection (1009) without buffering the rest.
 HARD_LIMIT_FACTOR = 4
@@ -202,16 +203,18 @@ class EdgeServer:
         return True
 
     async def _hello(self, session: CustomerSession, hello: Hello) -> bool:
-        attached = await self._io(persistence.open_conversation, self.settings.database_url, hello,
-                                  session.connection_id, self.node_id)
-        return await self._welcome(session, attached)
+        attached = await self._store(session, None, persistence.open_conversation, self.settings.database_url,
+                                     hello, session.connection_id, self.node_id)
+        return attached is not UNAVAILABLE and await self._welcome(session, attached)
 
     async def _resume(self, session: CustomerSession, resume: Resume) -> bool:
         conversation_id = tokens.verify(self._secret, resume.resume_token)
         attached = None
         if conversation_id is not None:
-            attached = await self._io(persistence.attach, self.settings.database_url, conversation_id,
-                                      session.connection_id, self.node_id)
+            attached = await self._store(session, None, persistence.attach, self.settings.database_url,
+                                         conversation_id, session.connection_id, self.node_id)
+            if attached is UNAVAILABLE:
+                return False  # the client was told; it may try again
         if attached is None:
             await self._send(session, error_frame("invalid_token", "resume token is not valid"))
             return False
@@ -259,15 +262,16 @@ class EdgeServer:
                                          conversation_id=session.conversation_id, seq=ack.seq)
 
     async def _store(self, session: CustomerSession, frame_id: str | None, operation: Callable[..., T],
-                     *args: Any) -> T | None:
-        """Run an inbound operation (it commits the row, then publishes the follow-up work)."""
+                     *args: Any) -> Any:
+        """Run a database operation; if the database fails, tell the client (`unavailable`: send it
+        again) and return UNAVAILABLE. The socket stays open either way."""
         try:
             return await self._io(operation, *args)
         except Exception as exc:
             log.error("edge_store_failed", operation=operation.__name__, conversation_id=session.conversation_id,
                       error=repr(exc))
             await self._send(session, error_frame("unavailable", "could not store that; send it again", frame_id))
-            return None
+            return UNAVAILABLE
 
     async def _publish_or_error(self, session: CustomerSession, task: str, frame_id: str | None,
                                 **kwargs: Any) -> bool:
