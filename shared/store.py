@@ -154,6 +154,13 @@ def transcript_lines(messages: Sequence[Message]) -> list[TranscriptLine]:
 
 def attach_connection(session: Session, conversation_id: str, connection_id: str, node_id: str,
                       dialect: str = "native") -> Connection:
+    """The new socket supersedes the conversation's older ones: their node may be dead, and could not
+    have said so."""
+    session.execute(
+        update(Connection)
+        .where(Connection.conversation_id == conversation_id, Connection.disconnected_at.is_(None))
+        .values(disconnected_at=utcnow())
+    )
     connection = Connection(conversation_id=conversation_id, connection_id=connection_id, node_id=node_id,
                             dialect=dialect)
     session.add(connection)
@@ -167,6 +174,15 @@ def detach_connection(session: Session, connection_id: str) -> None:
         .where(Connection.connection_id == connection_id, Connection.disconnected_at.is_(None))
         .values(disconnected_at=utcnow())
     )
+
+
+def detach_node(session: Session, node_id: str) -> int:
+    """An edge node starting under an id it had before holds none of that run's sockets."""
+    return session.execute(
+        update(Connection)
+        .where(Connection.node_id == node_id, Connection.disconnected_at.is_(None))
+        .values(disconnected_at=utcnow())
+    ).rowcount
 
 
 def current_connection(session: Session, conversation_id: str) -> Connection | None:

@@ -29,6 +29,9 @@ DRAIN_TASKS = {Destination.LEX: LEX_DRAIN, Destination.TALKDESK: TALKDESK_DRAIN,
 STALE_AFTER_SECONDS = 10.0
 UNACKED_RESEND_SECONDS = 30.0
 OUTBOX_GRACE_SECONDS = 5.0
+# A socket that has not acknowledged a frame for this long is on a node that died without saying so;
+# the frames wait for the customer's resume instead of being re-published forever.
+RESEND_GIVE_UP_SECONDS = 900.0
 
 
 @app.task(name="timers.sweep", base=LexdeskTask)
@@ -43,7 +46,8 @@ def sweep() -> dict[str, int]:
         resent = session.execute(
             update(Message)
             .where(Message.destination == Destination.CUSTOMER, Message.status == MessageStatus.SENT,
-                   Message.sent_at < now - timedelta(seconds=UNACKED_RESEND_SECONDS), live)
+                   Message.sent_at < now - timedelta(seconds=UNACKED_RESEND_SECONDS),
+                   Message.created_at > now - timedelta(seconds=RESEND_GIVE_UP_SECONDS), live)
             .values(status=MessageStatus.PENDING)
         ).rowcount
         # Pending rows with no live lease: their drain task was lost (killed worker, lost publish).

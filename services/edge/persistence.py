@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from shared.db import session_scope
 from shared.models import Conversation
 from shared.protocol import Hello
-from shared.store import attach_connection, create_conversation, detach_connection
+from shared.store import attach_connection, create_conversation, detach_connection, detach_node
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,11 @@ def attach(url: str, conversation_id: str, connection_id: str, node_id: str) -> 
             return None
         attach_connection(session, conversation_id, connection_id, node_id)
         return Attached(conversation.id, conversation.state, conversation.last_frame_seq)
+
+
+def forget_node(url: str, node_id: str) -> int:
+    with session_scope(url) as session:
+        return detach_node(session, node_id)
 
 
 def detach(url: str, connection_id: str) -> None:

@@ -69,6 +69,7 @@ class EdgeServer:
 
     async def run(self, stop: asyncio.Future[None], started: Callable[[int], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
+        await self._io(persistence.forget_node, self.settings.database_url, self.node_id)
         transport_options = dict(get_celery_app().conf.broker_transport_options or {})
         self._consumer = NodeQueueConsumer(self.settings.broker_url, self.node_id, loop, self._on_envelope,
                                            transport_options)
