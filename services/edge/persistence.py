@@ -6,9 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.db import session_scope
-from shared.models import Conversation
+from shared.models import Conversation, ConversationState
 from shared.protocol import Hello
-from shared.store import attach_connection, create_conversation, detach_connection, detach_node
+from shared.store import (
+    attach_connection,
+    conversation_by_talkdesk_id,
+    create_conversation,
+    detach_connection,
+    detach_node,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,20 @@ def attach(url: str, conversation_id: str, connection_id: str, node_id: str) -> 
         if conversation is None:
             return None
         attach_connection(session, conversation_id, connection_id, node_id)
+        return Attached(conversation.id, conversation.state, conversation.last_frame_seq)
+
+
+def adopt_talkdesk_conversation(url: str, talkdesk_id: str, connection_id: str, node_id: str) -> Attached:
+    """The conversation with this Talkdesk id (created if lexdesk has not seen it: see lexwebui.py),
+    with this socket attached."""
+    with session_scope(url) as session:
+        conversation = conversation_by_talkdesk_id(session, talkdesk_id)
+        if conversation is None:
+            conversation = create_conversation(session)
+            conversation.state = ConversationState.AGENT_QUEUED
+            conversation.talkdesk_conversation_id = talkdesk_id
+            session.flush()
+        attach_connection(session, conversation.id, connection_id, node_id, dialect="lexwebui")
         return Attached(conversation.id, conversation.state, conversation.last_frame_seq)
 
 

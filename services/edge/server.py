@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http import HTTPStatus
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import structlog
 from pydantic import ValidationError
@@ -26,7 +27,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from services.edge import persistence, tokens
+from services.edge import lexwebui, persistence, tokens
 from services.edge.node_queue import NodeQueueConsumer
 from services.edge.sessions import CustomerSession, RateLimiter, SessionRegistry
 from shared import inbound
@@ -96,8 +97,9 @@ class EdgeServer:
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
     def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.path.split("?", 1)[0] != NATIVE_PATH:
-            return connection.respond(HTTPStatus.NOT_FOUND, f"no WebSocket endpoint at {request.path}; use /ws\n")
+        if request.path.split("?", 1)[0] not in (NATIVE_PATH, lexwebui.PATH):
+            return connection.respond(HTTPStatus.NOT_FOUND,
+                                      f"no WebSocket endpoint at {request.path}; use /ws (or /talkdesk)\n")
         return None
 
     # -- frames from workers --------------------------------------------------------------------------
@@ -112,7 +114,17 @@ class EdgeServer:
     async def _write_frames(self, session: CustomerSession) -> None:
         while True:
             frame = await session.outbound.get()
-            await session.websocket.send(json.dumps(frame))
+            if session.dialect == "lexwebui":
+                translated = lexwebui.server_frame(frame)
+                if translated is not None:
+                    await session.websocket.send(json.dumps(translated))
+                # The Lex Web UI never acknowledges: what was written (or has no words in its dialect)
+                # counts as shown, or the sweep would send it again.
+                if isinstance(frame.get("seq"), int):
+                    await self._publish_or_error(session, "routing.customer_ack", None,
+                                                 conversation_id=session.conversation_id, seq=frame["seq"])
+            else:
+                await session.websocket.send(json.dumps(frame))
             if frame.get("type") == "event" and frame.get("event") == "conversation_ended":
                 session.closed = True
                 await session.websocket.close(1000, "conversation ended")
@@ -121,13 +133,22 @@ class EdgeServer:
     # -- one customer socket --------------------------------------------------------------------------
 
     async def _handle(self, websocket: ServerConnection) -> None:
+        path, _, query = websocket.request.path.partition("?") if websocket.request else ("", "", "")
+        dialect = "lexwebui" if path == lexwebui.PATH else "native"
         limits = RateLimiter(self.settings.rate_limit_messages, self.settings.rate_limit_window)
-        session = CustomerSession(connection_id=uuid.uuid4().hex, websocket=websocket, dialect="native",
+        session = CustomerSession(connection_id=uuid.uuid4().hex, websocket=websocket, dialect=dialect,
                                   limiter=limits)
         self.registry.add(session)
         writer: asyncio.Task[None] | None = None
         try:
+            if dialect == "lexwebui":
+                if not await self._attach_lexwebui(session, query):
+                    return
+                writer = asyncio.create_task(self._write_frames(session))
             async for raw in websocket:
+                if dialect == "lexwebui":
+                    await self._on_lexwebui_frame(session, raw)
+                    continue
                 started = await self._on_frame(session, raw)
                 if started and writer is None:
                     # Frames for this socket queue up until `welcome` has gone out, then flow.
@@ -135,6 +156,9 @@ class EdgeServer:
         except ConnectionClosed:
             pass
         finally:
+            if dialect == "lexwebui" and websocket.close_code == lexwebui.END_CLOSE_CODE:
+                # The Lex Web UI ends a live chat by closing with 4000.
+                await self._store(session, None, inbound.customer_ended, self.settings, session.conversation_id)
             if writer is not None:
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -143,7 +167,36 @@ class EdgeServer:
             if session.conversation_id is not None:
                 await self._io(persistence.detach, self.settings.database_url, session.connection_id)
 
+    async def _attach_lexwebui(self, session: CustomerSession, query: str) -> bool:
+        talkdesk_id = (parse_qs(query).get("conversationId") or [""])[0]
+        if not talkdesk_id or len(talkdesk_id) > 100:
+            await session.websocket.close(1008, "conversationId (the Talkdesk conversation id) is required")
+            return False
+        attached = await self._store(session, None, persistence.adopt_talkdesk_conversation,
+                                     self.settings.database_url, talkdesk_id, session.connection_id, self.node_id)
+        if attached is UNAVAILABLE:
+            await session.websocket.close(1013, "try again later")
+            return False
+        session.conversation_id = attached.conversation_id
+        # From now on only: the Lex Web UI has shown the conversation so far itself.
+        await self._publish_or_error(session, "routing.customer_resumed", None,
+                                     conversation_id=attached.conversation_id, last_seq=attached.last_frame_seq)
+        return True
+
+    async def _on_lexwebui_frame(self, session: CustomerSession, raw: str | bytes) -> None:
+        text = lexwebui.customer_text(raw)
+        if text is None or len(text.encode()) > self.settings.max_frame_bytes:
+            log.info("lexwebui_frame_ignored", conversation_id=session.conversation_id)
+            return  # the dialect has no error frames
+        if not session.limiter.allow():
+            log.warning("lexwebui_rate_limited", conversation_id=session.conversation_id)
+            return
+        await self._store(session, None, inbound.customer_message, self.settings, session.conversation_id,
+                          uuid.uuid4().hex, text)
+
     async def _send(self, session: CustomerSession, frame: dict[str, Any]) -> None:
+        if session.dialect != "native":
+            return  # the Lex Web UI's dialect has no frames for errors and acknowledgements
         with contextlib.suppress(ConnectionClosed):
             await session.websocket.send(json.dumps(frame))
 

@@ -1,0 +1,46 @@
+"""The AWS Lex Web UI's live-chat dialect (PROTOCOL.md §2, "Lex Web UI compatibility"), so an
+existing Lex Web UI deployment can point `talkDeskWebsocketEndpoint` at lexdesk.
+
+The browser connects to `/talkdesk?conversationId=<Talkdesk conversation id>` after the bot has put
+that id in the session attribute `talkdesk_conversation_id`, sends
+`{"action":"onMessage","message":S,"conversationId":ID}`, ends with close code 4000, and understands
+`{"event_type":"message_created","content":S,"author_name":A}` and `{"event_type":"conversation_ended"}`.
+In such a deployment the Talkdesk conversation was started by the bot's own fulfilment code, so an
+id lexdesk has not seen is adopted (as the Lambda reference's DynamoDB mapping did): from then on
+Talkdesk's callbacks for it reach this socket.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PATH = "/talkdesk"
+END_CLOSE_CODE = 4000
+
+
+def server_frame(frame: dict[str, Any]) -> dict[str, Any] | None:
+    """Our frame in the Lex Web UI's words, or None for what it has no words for (bot turns are
+    shown by the Lex Web UI itself, lifecycle events other than the end are not in its dialect)."""
+    if frame.get("type") == "message" and frame.get("from") == "agent":
+        return {"event_type": "message_created", "content": frame.get("text", ""),
+                "author_name": frame.get("author") or "Agent"}
+    if frame.get("type") == "event" and frame.get("event") == "conversation_ended":
+        return {"event_type": "conversation_ended"}
+    return None
+
+
+def customer_text(raw: str | bytes) -> str | None:
+    """The customer's text from an `onMessage` action, or None for anything else."""
+    if isinstance(raw, bytes):
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("action") != "onMessage":
+        return None
+    message = data.get("message")
+    if not isinstance(message, str) or not message.strip() or "\x00" in message:
+        return None
+    return message
