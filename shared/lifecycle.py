@@ -13,6 +13,7 @@ from shared.store import add_event, add_message
 DELIVER = "routing.deliver"
 LEX_DRAIN = "lex.drain"
 TALKDESK_DRAIN = "talkdesk.drain"
+STILL_WAITING = "timers.still_waiting"
 
 
 def request_handoff(uow: UnitOfWork, conversation: Conversation) -> None:

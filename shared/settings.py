@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, gt=0)  # renewed after each message; must exceed one call's timeout
     sweep_interval: float = Field(15.0, gt=0)
     inactivity_timeout: float = Field(1800.0, gt=0)
+    # While a bot intent is Waiting (Lex wait-and-continue): prompt every N seconds, give up after T.
+    waiting_prompt_interval: float = Field(20.0, gt=0, le=600)
+    waiting_timeout: float = Field(120.0, gt=0, le=1500)
 
     # Customer edge limits.
     max_frame_bytes: int = Field(16 * 1024, ge=256)

@@ -13,11 +13,11 @@ from shared.db import session_scope
 from shared.domain import BotTurn, is_escalation
 from shared.leases import drain as drain_with_lease
 from shared.leases import lock_conversation
-from shared.lifecycle import DELIVER, request_handoff
+from shared.lifecycle import DELIVER, STILL_WAITING, request_handoff
 from shared.models import ConversationState, Destination, Message, MessageStatus, Sender, utcnow
 from shared.outbox import unit_of_work
 from shared.sealing import unseal
-from shared.store import add_message, next_pending
+from shared.store import add_event, add_message, next_pending
 from workers.base import LexdeskTask, RetryLater, app, data_key, log, record_failure, retry_delay, retry_drain, settings
 
 BOT_STATES = (ConversationState.BOT, ConversationState.HANDOFF_FAILED)
@@ -87,6 +87,12 @@ def _record_turn(conversation_id: str, message_id: int, turn: BotTurn) -> None:
                         intent_state=turn.intent_state, dialog_action=turn.dialog_action)
         if is_escalation(turn, config.escalation_intent) and conversation.state in BOT_STATES:
             request_handoff(uow, conversation)
+        elif turn.intent_state == "Waiting":
+            # Lex wait-and-continue: the bot waits for the customer (e.g. to fetch a card); lexdesk
+            # keeps the conversation warm with prompts until they answer (timers.still_waiting).
+            add_event(uow.session, conversation_id, "waiting", intent=turn.intent)
+            uow.publish_after_commit(STILL_WAITING, conversation_id=conversation_id, since_seq=message.seq,
+                                     prompts_sent=0)
         uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
 
 

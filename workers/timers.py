@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from celery import Task
 from sqlalchemy import and_, exists, select, update
 
 from shared.celery_app import send_task
@@ -19,9 +20,11 @@ from shared.models import (
     DrainLease,
     Message,
     MessageStatus,
+    Sender,
     utcnow,
 )
 from shared.outbox import relay, unit_of_work
+from shared.store import add_message
 from workers.base import LexdeskTask, app, log, settings
 
 DRAIN_TASKS = {Destination.LEX: LEX_DRAIN, Destination.TALKDESK: TALKDESK_DRAIN, Destination.CUSTOMER: DELIVER}
@@ -29,6 +32,8 @@ DRAIN_TASKS = {Destination.LEX: LEX_DRAIN, Destination.TALKDESK: TALKDESK_DRAIN,
 STALE_AFTER_SECONDS = 10.0
 UNACKED_RESEND_SECONDS = 30.0
 OUTBOX_GRACE_SECONDS = 5.0
+WAITING_PROMPT_TEXT = "Still here whenever you're ready. Take your time."
+WAITING_TIMEOUT_TEXT = "Let's pick this up when you're ready: just send your answer whenever you have it."
 # A socket that has not acknowledged a frame for this long is on a node that died without saying so;
 # the frames wait for the customer's resume instead of being re-published forever.
 RESEND_GIVE_UP_SECONDS = 900.0
@@ -66,6 +71,35 @@ def sweep() -> dict[str, int]:
     if relayed or resent or stranded:
         log.info("sweep", outbox_relayed=relayed, frames_resent=resent, drains_restarted=len(stranded))
     return {"outbox_relayed": relayed, "frames_resent": resent, "drains_restarted": len(stranded)}
+
+
+@app.task(name="timers.still_waiting", bind=True, base=LexdeskTask)
+def still_waiting(self: Task, conversation_id: str, since_seq: int, prompts_sent: int) -> None:
+    """One 'still waiting' prompt of a Waiting bot intent, then the next one scheduled; anything the
+    customer wrote since `since_seq` cancels the series, and so does the end of the bot phase."""
+    config = settings()
+    first = prompts_sent == 0
+    with unit_of_work(config) as uow:
+        conversation = lock_conversation(uow.session, conversation_id)
+        if conversation is None or conversation.state not in (ConversationState.BOT,
+                                                               ConversationState.HANDOFF_FAILED):
+            return
+        answered = uow.session.scalar(select(exists().where(
+            Message.conversation_id == conversation_id, Message.sender == Sender.CUSTOMER,
+            Message.seq > since_seq)))
+        if answered:
+            return
+        if not first:
+            timed_out = prompts_sent * config.waiting_prompt_interval >= config.waiting_timeout
+            text = WAITING_TIMEOUT_TEXT if timed_out else WAITING_PROMPT_TEXT
+            add_message(uow.session, conversation_id, sender=Sender.BOT, destination=Destination.CUSTOMER,
+                        body=text, payload={"lex": {"intent_state": "Waiting", "server_initiated": True}})
+            uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+            if timed_out:
+                return
+    # Celery's countdown; the interval is capped far below RabbitMQ's consumer_timeout (30 min).
+    self.apply_async(kwargs={"conversation_id": conversation_id, "since_seq": since_seq,
+                             "prompts_sent": prompts_sent + 1}, countdown=config.waiting_prompt_interval)
 
 
 @app.task(name="timers.close_inactive", base=LexdeskTask)

@@ -107,3 +107,35 @@ def test_a_card_number_typed_in_free_text_is_stored_with_its_last_four_only(env:
     rows = _rows(env, conversation_id)
     assert rows[0].body == "my card [card ending 1111] was charged twice"
     assert rows[0].sealed_body is None and rows[0].status == "delivered"
+
+
+def test_a_waiting_intent_gets_still_waiting_prompts_until_the_customer_answers(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.clients.factory import lex_client
+    from shared.settings import get_settings
+    from workers import timers
+
+    monkeypatch.setenv("LEXDESK_LEX_BOT_ID", "PAYMENTBOT")
+    monkeypatch.setenv("LEXDESK_WAITING_PROMPT_INTERVAL", "20")
+    monkeypatch.setenv("LEXDESK_WAITING_TIMEOUT", "60")
+    get_settings.cache_clear()
+    lex_client.cache_clear()
+    conversation_id = _conversation(env)
+    _say(conversation_id, "I want to make a payment", "$250", "hold on, let me get my card", answer_each=True)
+    rows = _rows(env, conversation_id)
+    # It answered the card number prompt, so it is stored masked, like any answer to that prompt.
+    waited = next(r for r in rows if r.sender == "customer" and r.intent_state == "Waiting")
+    assert waited.body == "[redacted]"
+    assert (rows[-1].kind, rows[-1].event) == ("event", "waiting")
+
+    # What Celery would run at each countdown (20 s, 40 s, 60 s): two prompts, then the time-out message.
+    for prompts_sent in (1, 2, 3):
+        timers.still_waiting(conversation_id=conversation_id, since_seq=waited.seq, prompts_sent=prompts_sent)
+    server_turns = [r.body for r in _rows(env, conversation_id) if r.seq > rows[-1].seq]
+    assert server_turns == [timers.WAITING_PROMPT_TEXT, timers.WAITING_PROMPT_TEXT, timers.WAITING_TIMEOUT_TEXT]
+
+    # A new series stops as soon as the customer has written.
+    _say(conversation_id, "ok I have it")
+    before = len(_rows(env, conversation_id))
+    timers.still_waiting(conversation_id=conversation_id, since_seq=waited.seq, prompts_sent=1)
+    assert len(_rows(env, conversation_id)) == before
