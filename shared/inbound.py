@@ -57,11 +57,15 @@ def customer_message(settings: Settings, conversation_id: str, client_message_id
 
 
 def customer_ended(settings: Settings, conversation_id: str) -> Outcome:
+    return _close(settings, conversation_id, by="customer")
+
+
+def _close(settings: Settings, conversation_id: str, by: str) -> Outcome:
     with unit_of_work(settings) as uow:
         conversation = lock_conversation(uow.session, conversation_id)
         if conversation is None:
             return Outcome.UNKNOWN
-        return Outcome.STORED if close(uow, conversation, by="customer") else Outcome.CLOSED
+        return Outcome.STORED if close(uow, conversation, by=by) else Outcome.CLOSED
 
 
 def agent_joined(settings: Settings, conversation_id: str, agent_name: str | None) -> Outcome:
@@ -101,11 +105,7 @@ def agent_message(settings: Settings, conversation_id: str, talkdesk_message_id:
 
 
 def agent_closed(settings: Settings, conversation_id: str) -> Outcome:
-    with unit_of_work(settings) as uow:
-        conversation = lock_conversation(uow.session, conversation_id)
-        if conversation is None:
-            return Outcome.UNKNOWN
-        return Outcome.STORED if close(uow, conversation, by="agent") else Outcome.CLOSED
+    return _close(settings, conversation_id, by="agent")
 
 
 def _join(session: Session, conversation: Conversation, agent_name: str | None) -> None:
