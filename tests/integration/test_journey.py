@@ -96,6 +96,13 @@ def test_resume_on_another_node_gets_missed_frames_in_order(system: System) -> N
         missed = [f["text"] for f in customer.shown[seen_before:]]
         assert missed == [f"while you were away {n}" for n in range(1, 6)]
         assert_gapless(customer)
+        # A reloaded page that kept nothing resumes from 0 and is shown the whole conversation again.
+        everything = Customer()
+        everything.welcome = customer.welcome
+        await everything.resume(system.edge_urls[0], last_seq=0)
+        await everything.wait_text("agent", "while you were away 5")
+        assert [f["seq"] for f in everything.shown] == [f["seq"] for f in customer.shown]
+        await everything.disconnect()
         # And the conversation goes on from the new node. (A person typed in the console, so the
         # scripted agent has stepped back: check what reached Talkdesk instead of waiting for an echo.)
         await customer.say("I am back")
