@@ -86,7 +86,7 @@ def drain(
     because it only lets go when, under the conversation lock, nothing is pending.
 
     `pending` replaces the default "is a row pending for this destination" check, for destinations
-    that can have pending rows they must not send yet (Talkdesk before the conversation exists)."""
+    that can have pending rows they cannot send yet (customer frames while no socket is connected)."""
     holder = uuid.uuid4().hex
     url = settings.database_url
     with session_scope(url) as session:
