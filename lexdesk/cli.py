@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from lexdesk import dead_letter_commands as commands
+from lexdesk.bench.cli import bench
 from shared.settings import EMULATOR_LEX_PORT, EMULATOR_TALKDESK_PORT, Settings, SettingsError, load_settings
 
 app = typer.Typer(help="lexdesk: Amazon Lex V2 bot ↔ Talkdesk Digital Connect agents.", no_args_is_help=True,
@@ -153,6 +154,10 @@ def emulate_lex(host: str = "127.0.0.1", port: int = EMULATOR_LEX_PORT,
     from emulators.lex.app import run
 
     run(host=host, port=port, bots_dir=bots)
+
+
+# Heavy imports happen inside the commands: every process of the system is a `python -m lexdesk`.
+app.command()(bench)
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ class Backend:
     database_url: str
     broker_url: str
     worker_queues: tuple[str, ...]
+    database: str | None = None  # the PostgreSQL database, to find its backends' processes
+    rabbitmq: bool = False
 
 
 @contextlib.contextmanager
@@ -47,7 +49,8 @@ def backend(name: str, workdir: Path) -> Iterator[Backend]:
             _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
             # The production shape: one worker process per queue.
             yield Backend(name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
-                          f"amqp://guest:guest@{RABBITMQ_HOST}/{vhost}", ("routing", "lex", "talkdesk", "timers"))
+                          f"amqp://guest:guest@{RABBITMQ_HOST}/{vhost}", ("routing", "lex", "talkdesk", "timers"),
+                          database=database, rabbitmq=True)
         finally:
             subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60, check=False)
     finally:
@@ -107,4 +110,50 @@ def process_group(pgid: int) -> list[tuple[int, str]]:
         fields = raw[raw.rindex(")") + 2:].split()
         if int(fields[2]) == pgid:
             members.append((int(entry), comm))
-    return sorted(members)
+    # The leader first: pids wrap around, so a child's pid may well be the smaller one.
+    return sorted(members, key=lambda member: (member[0] != pgid, member[0]))
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a live process has used so far; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            raw = stat.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14 and 15 of stat)
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return [part.decode(errors="replace") for part in cmdline.read().split(b"\0") if part]
+    except OSError:
+        return []
+
+
+def processes_matching(needle: str) -> list[int]:
+    """Pids whose command line contains `needle`: the PostgreSQL backends serving one database show
+    its name in their process title ("postgres: postgres DB 127.0.0.1(port) idle")."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and needle in " ".join(command_line(int(entry))):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def postgres_commits(database: str) -> int | None:
+    """Transactions committed in `database` so far (pg_stat_database; the statistics lag by up to a
+    second, so read it after the load has settled)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (database,)).fetchone()
+    except psycopg.Error:
+        return None
+    return int(row[0]) if row else None

@@ -4,10 +4,12 @@ Every row of `messages` carries `created_at` (stored), `sent_at` (a customer fra
 node's queue) and `delivered_at` (a bot/Talkdesk row answered or posted). Together with the client's
 send and receipt times (all on this machine's clock) they split each round trip into hops:
 
-bot:   send ─▶ customer row stored (edge publish, routing worker) ─▶ bot row stored (lex.drain: outbox
-       relay, queue, RecognizeText) ─▶ bot frame sent to edge (routing.deliver) ─▶ frame read by client
-agent: send ─▶ stored ─▶ posted to Talkdesk (talkdesk.drain) ─▶ agent reply stored (emulator's scripted
-       reply delay, callback, routing.agent_message) ─▶ sent to edge (routing.deliver) ─▶ read by client
+bot:   send ─▶ customer row stored (by the edge, before it answers `accepted`) ─▶ bot row stored (lex.drain:
+       outbox relay, queue, RecognizeText) ─▶ bot frame published to the edge's queue (routing.deliver) ─▶ frame
+       read by the client (edge consumer, socket)
+agent: send ─▶ stored ─▶ posted to Talkdesk (talkdesk.drain) ─▶ agent reply stored (the emulator's scripted
+       reply delay, then its callback, which the callback app stores) ─▶ published to the edge
+       (routing.deliver) ─▶ read
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ from sqlalchemy import select
 
 from lexdesk.bench.stats import Latency
 
-BOT_HOPS = ("send→stored", "stored→bot answered", "answered→sent to edge", "sent to edge→client")
-AGENT_HOPS = ("send→stored", "stored→posted to Talkdesk", "posted→agent reply stored", "reply stored→sent to edge",
-              "sent to edge→client")
+# `sent_at` is stamped just after the publish to the edge's queue, so a fast edge can hand the frame to
+# the client a few milliseconds before it: the last hop may be slightly negative. A `sent_at` later than
+# the receipt by more than this is a resend, not that.
+RESENT_AFTER = 1.0
+BOT_HOPS = ("send→stored", "stored→bot answered", "answered→published to edge", "published→client")
+AGENT_HOPS = ("send→stored", "stored→posted to Talkdesk", "posted→agent reply stored",
+              "reply stored→published to edge", "published→client")
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,8 @@ def _epoch(value: datetime | None) -> float | None:
 
 
 def breakdown(database_url: str, trips: Sequence[Trip]) -> dict[str, dict[str, Latency]]:
-    """Per kind of trip, per hop: the latency distribution. Trips whose rows are missing are left out."""
+    """Per kind of trip, per hop: the latency distribution. Trips whose rows are missing, or whose answer
+    was resent after the client had it, are left out (so `count` may be below the trips measured)."""
     from shared.db import session_scope
     from shared.models import Message
 
@@ -68,7 +75,7 @@ def breakdown(database_url: str, trips: Sequence[Trip]) -> dict[str, dict[str, L
             answer = next((m for m in later if m.sender == "bot"), None)
             points = [trip.sent_wall, _epoch(asked.created_at), _epoch(answer.created_at if answer else None),
                       _epoch(answer.sent_at if answer else None), trip.received_wall]
-            names = BOT_HOPS
+            names: tuple[str, ...] = BOT_HOPS
         else:
             answer = next((m for m in later if m.sender == "agent" and m.body == trip.expect), None)
             points = [trip.sent_wall, _epoch(asked.created_at), _epoch(asked.delivered_at),
@@ -77,8 +84,12 @@ def breakdown(database_url: str, trips: Sequence[Trip]) -> dict[str, dict[str, L
             names = AGENT_HOPS
         if any(p is None for p in points):
             continue
-        # Not clamped at zero: a negative hop would mean the clocks or the attribution are wrong, and
-        # the report should show that rather than hide it.
+        if points[-2] is not None and points[-2] > trip.received_wall + RESENT_AFTER:
+            # `sent_at` is rewritten when a frame goes out again (the sweep resends frames not
+            # acknowledged within 30 s): this trip's last hops cannot be told apart, so it is left out.
+            continue
+        # Not clamped at zero: beyond the few milliseconds the last hop may legitimately be negative, a
+        # negative hop would mean the clocks or the attribution are wrong, and the report should show it.
         for name, (start, end) in zip(names, pairwise(points), strict=True):
             assert start is not None and end is not None
             hops[trip.kind][name].append(end - start)
