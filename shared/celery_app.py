@@ -52,9 +52,14 @@ def build_celery_app(settings: Settings) -> Celery:
         task_acks_on_failure_or_timeout=False,
         worker_consumer="workers.consumer:Consumer",
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        # One message at a time per worker process: tasks wait on Talkdesk/Lex, and a hoarded burst
-        # would wait behind a slow call while other workers idle.
-        worker_prefetch_multiplier=1,
+        # One message at a time per worker process on RabbitMQ: tasks wait on Talkdesk/Lex, and a hoarded
+        # burst would wait behind a slow call while other workers idle. The embedded transport polls,
+        # and with 1 its consumer sleeps a poll interval whenever every thread is busy: allow 4.
+        worker_prefetch_multiplier=1 if settings.uses_amqp else 4,
+        # After a reconnect Celery restores the prefetch count from a pool thread, on the connection the
+        # consumer loop reads: with the threads pool that desynchronises the AMQP connection and the
+        # worker stops consuming for good (found by `lexdesk chaos`: a RabbitMQ restart under load).
+        worker_enable_prefetch_count_reduction=False,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,

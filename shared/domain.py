@@ -58,6 +58,8 @@ class BotTurn:
     sentiment_score: dict[str, float] | None = None
     confidence: float | None = None
     session_attributes: dict[str, str] = field(default_factory=dict)
+    # As Lex returned it, slot values in clear: kept out of repr so no log line can show a card number.
+    session_state: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def is_escalation(turn: BotTurn, escalation_intent: str) -> bool:

@@ -91,6 +91,9 @@ class Conversation(Base):
     last_sentiment: Mapped[str | None] = mapped_column(String(16))
     # The slot Lex asked for last: when it is a card or CVV slot, the next answer is sensitive.
     eliciting_slot: Mapped[str | None] = mapped_column(String(100))
+    # Lex's sessionState after the last recorded turn, sealed (it holds slot values, card numbers
+    # among them): a turn that may have reached Lex before a crash is replayed from it.
+    lex_session_state: Mapped[str | None] = mapped_column(Text)
     # Counters, advanced with UPDATE ... RETURNING so concurrent writers never share a number.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_frame_seq: Mapped[int] = mapped_column(Integer, default=0)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from shared.domain import TranscriptLine
@@ -119,6 +120,13 @@ def find_by_talkdesk_message_id(session: Session, conversation_id: str, talkdesk
         select(Message).where(Message.conversation_id == conversation_id,
                               Message.talkdesk_message_id == talkdesk_id)
     ).one_or_none()
+
+
+def handoff_in_flight(session: Session, within_seconds: float = 60.0) -> bool:
+    """Some conversation started its Talkdesk handoff lately and may not have stored the id yet."""
+    recent = utcnow() - timedelta(seconds=within_seconds)
+    return bool(session.scalar(select(exists().where(
+        Conversation.state == ConversationState.HANDOFF_REQUESTED, Conversation.updated_at > recent))))
 
 
 def conversation_by_talkdesk_id(session: Session, talkdesk_id: str) -> Conversation | None:

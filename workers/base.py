@@ -4,10 +4,12 @@ retry of the conversation's drain or a dead letter (DESIGN.md principle 5)."""
 from __future__ import annotations
 
 import random
+from enum import StrEnum
 
 import structlog
 from celery import Task
 from kombu.exceptions import OperationalError as KombuOperationalError
+from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shared.celery_app import get_celery_app
@@ -52,12 +54,20 @@ class RetryLater(Exception):
         self.error = error
 
 
-def record_failure(message_id: int, error: DeliveryError) -> tuple[bool, Message]:
-    """Count the attempt. Returns (dead_lettered, message). A permanent error, or a transient one at
-    the attempt bound, marks the message failed so the conversation's stream moves on."""
+class Failure(StrEnum):
+    RETRY = "retry"
+    DEAD = "dead"  # dead-lettered now
+    SUPERSEDED = "superseded"  # no longer pending: a drain that took over our expired lease settled it
+
+
+def record_failure(message_id: int, error: DeliveryError) -> tuple[Failure, Message]:
+    """Count the attempt. A permanent error, or a transient one at the attempt bound, marks the
+    message failed so the conversation's stream moves on. Only a pending row is touched."""
     config = settings()
     with session_scope(config.database_url) as session:
-        message = session.get_one(Message, message_id)
+        message = session.scalars(select(Message).where(Message.id == message_id).with_for_update()).one()
+        if message.status != MessageStatus.PENDING:
+            return Failure.SUPERSEDED, message
         message.attempts += 1
         message.last_error = str(error)[:2000]
         message.error_class = error.error_class
@@ -68,7 +78,7 @@ def record_failure(message_id: int, error: DeliveryError) -> tuple[bool, Message
         log.warning("delivery_failed", message_id=message_id, conversation_id=message.conversation_id,
                     destination=message.destination, attempts=message.attempts, error_class=error.error_class,
                     dead_lettered=dead, error=str(error)[:300])
-        return dead, message
+        return (Failure.DEAD if dead else Failure.RETRY), message
 
 
 def retry_delay(message: Message, error: DeliveryError) -> float:

@@ -3,6 +3,7 @@ the bot's answer (with its intent, dialog state and sentiment) into the transcri
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from celery import Task
@@ -16,9 +17,20 @@ from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER, STILL_WAITING, request_handoff
 from shared.models import ConversationState, Destination, Message, MessageStatus, Sender, utcnow
 from shared.outbox import unit_of_work
-from shared.sealing import unseal
+from shared.sealing import seal, unseal
 from shared.store import add_event, add_message, next_pending
-from workers.base import LexdeskTask, RetryLater, app, data_key, log, record_failure, retry_delay, retry_drain, settings
+from workers.base import (
+    Failure,
+    LexdeskTask,
+    RetryLater,
+    app,
+    data_key,
+    log,
+    record_failure,
+    retry_delay,
+    retry_drain,
+    settings,
+)
 
 BOT_STATES = (ConversationState.BOT, ConversationState.HANDOFF_FAILED)
 
@@ -46,14 +58,24 @@ def _step(conversation_id: str) -> bool:
             return True
         message_id, session_id = message.id, conversation.lex_session_id
         text = message.body if message.sealed_body is None else unseal(data_key(), message.sealed_body)
+        # Sent before but never recorded (a crash, a timeout): Lex may have taken the turn already.
+        # Replaying it from the state before it keeps a retry from becoming a second, different turn.
+        replay = message.sent_at is not None
+        before = json.loads(unseal(data_key(), conversation.lex_session_state)) \
+            if replay and conversation.lex_session_state else None
+        message.sent_at = utcnow()
+    client = lex_client()
     try:
-        turn = lex_client().recognize_text(session_id, text)
+        if replay and before is None:
+            client.delete_session(session_id)  # the first turn: the state before it is no session
+        turn = client.recognize_text(session_id, text, session_state=before)
     except DeliveryError as error:
-        dead, failed = record_failure(message_id, error)
-        if dead:
+        outcome, failed = record_failure(message_id, error)
+        if outcome == Failure.RETRY:
+            raise RetryLater(retry_delay(failed, error), error) from error
+        if outcome == Failure.DEAD:
             _tell_customer_bot_unavailable(conversation_id)
-            return True
-        raise RetryLater(retry_delay(failed, error), error) from error
+        return True
     _record_turn(conversation_id, message_id, turn)
     return True
 
@@ -78,6 +100,8 @@ def _record_turn(conversation_id: str, message_id: int, turn: BotTurn) -> None:
         if turn.sentiment:
             conversation.last_sentiment = turn.sentiment
         conversation.eliciting_slot = turn.slot_to_elicit if turn.dialog_action == "ElicitSlot" else None
+        if turn.session_state:
+            conversation.lex_session_state = seal(data_key(), json.dumps(turn.session_state))
         for bot_message in _with_cards_attached(turn.messages):
             payload: dict[str, Any] = {"lex": lex_info}
             if bot_message.get("cards"):

@@ -20,7 +20,7 @@ from shared.lifecycle import DELIVER, close, fail_handoff
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
 from shared.store import add_event, next_pending, transcript_lines
-from workers.base import LexdeskTask, RetryLater, app, log, record_failure, retry_delay, retry_drain, settings
+from workers.base import Failure, LexdeskTask, RetryLater, app, log, record_failure, retry_delay, retry_drain, settings
 
 
 @app.task(name="talkdesk.drain", bind=True, base=LexdeskTask)
@@ -70,10 +70,10 @@ def _step(conversation_id: str) -> bool:
             if ended is not None:
                 close(uow, ended, by="agent")
     except DeliveryError as error:
-        dead, failed = record_failure(message_id, error)
-        if not dead:
+        outcome, failed = record_failure(message_id, error)
+        if outcome == Failure.RETRY:
             raise RetryLater(retry_delay(failed, error), error) from error
-        if event == "handoff_requested":
+        if outcome == Failure.DEAD and event == "handoff_requested":
             with unit_of_work(config) as uow:
                 conversation = lock_conversation(uow.session, conversation_id)
                 if conversation is not None and conversation.state == ConversationState.HANDOFF_REQUESTED:
@@ -119,10 +119,13 @@ def _end_quietly(talkdesk_id: str) -> None:
 
 def _mark_delivered(message_id: int, talkdesk_message_id: str | None = None) -> None:
     with session_scope(settings().database_url) as session:
-        _set_delivered(session.get_one(Message, message_id), talkdesk_message_id)
+        message = session.scalars(select(Message).where(Message.id == message_id).with_for_update()).one()
+        _set_delivered(message, talkdesk_message_id)
 
 
 def _set_delivered(message: Message, external_id: str | None) -> None:
+    if message.status != MessageStatus.PENDING:
+        return  # settled meanwhile by a drain that took over an expired lease
     message.status = MessageStatus.DELIVERED
     message.delivered_at = utcnow()
     message.attempts += 1

@@ -10,6 +10,7 @@ from sqlalchemy import and_, exists, select, update
 
 from shared.celery_app import send_task
 from shared.db import session_scope
+from shared.embedded_broker import purge_consumed
 from shared.leases import as_utc, lock_conversation
 from shared.lifecycle import DELIVER, LEX_DRAIN, TALKDESK_DRAIN, close
 from shared.models import (
@@ -29,8 +30,10 @@ from workers.base import LexdeskTask, app, log, settings
 
 DRAIN_TASKS = {Destination.LEX: LEX_DRAIN, Destination.TALKDESK: TALKDESK_DRAIN, Destination.CUSTOMER: DELIVER}
 # How long a row may sit pending, or a frame unacknowledged on a live socket, before the sweep acts.
-STALE_AFTER_SECONDS = 10.0
-UNACKED_RESEND_SECONDS = 30.0
+# Long enough that a drain merely queued behind a backlog is not published again (the bench saw that
+# make a backlog worse); a drain stranded by a killed worker waits for its 30 s lease anyway.
+STALE_AFTER_SECONDS = 30.0
+UNACKED_RESEND_SECONDS = 60.0
 OUTBOX_GRACE_SECONDS = 5.0
 WAITING_PROMPT_TEXT = "Still here whenever you're ready. Take your time."
 WAITING_TIMEOUT_TEXT = "Let's pick this up when you're ready: just send your answer whenever you have it."
@@ -68,8 +71,10 @@ def sweep() -> dict[str, int]:
         ).all()
     for conversation_id, destination in stranded:
         send_task(DRAIN_TASKS[Destination(destination)], conversation_id=conversation_id)
+    purged = purge_consumed(config.broker_url)
     if relayed or resent or stranded:
-        log.info("sweep", outbox_relayed=relayed, frames_resent=resent, drains_restarted=len(stranded))
+        log.info("sweep", outbox_relayed=relayed, frames_resent=resent, drains_restarted=len(stranded),
+                 broker_rows_purged=purged)
     return {"outbox_relayed": relayed, "frames_resent": resent, "drains_restarted": len(stranded)}
 
 

@@ -30,15 +30,16 @@ from shared.db import session_scope
 from shared.metrics import DatabaseCollector, HttpMetrics
 from shared.models import Conversation
 from shared.settings import Settings
-from shared.store import conversation_by_talkdesk_id, customer_frame, transcript
+from shared.store import conversation_by_talkdesk_id, customer_frame, handoff_in_flight, transcript
 
 MAX_BODY_BYTES = 64 * 1024
 CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
 
 
 class ApiError(HTTPException):
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(status, detail={"error": error, "message": message})
+    def __init__(self, status: int, error: str, message: str, retry_after: int | None = None) -> None:
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        super().__init__(status, detail={"error": error, "message": message}, headers=headers)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -118,6 +119,12 @@ def create_app(settings: Settings) -> FastAPI:
             with session_scope(settings.database_url) as session:
                 conversation = conversation_by_talkdesk_id(session, talkdesk_id)
                 ours = conversation.id if conversation is not None else None
+                # Talkdesk can call back before the worker that started the conversation has stored
+                # its id: while a handoff is in flight an unknown id is "retry", not "never".
+                wait = ours is None and handoff_in_flight(session)
+            if wait:
+                raise ApiError(503, "unknown_conversation_yet", f"no conversation with Talkdesk id {talkdesk_id!r} "
+                               "yet; a handoff is in progress, retry", retry_after=1)
             outcome = operation(settings, ours, *args) if ours is not None else inbound.Outcome.UNKNOWN
         except SQLAlchemyError as exc:
             raise ApiError(503, "unavailable", f"could not store the event ({type(exc).__name__}); retry") from exc

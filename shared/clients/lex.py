@@ -29,11 +29,15 @@ class LexClient:
             **(credentials or {}),
         )
 
-    def recognize_text(self, session_id: str, text: str, session_attributes: dict[str, str] | None = None
-                       ) -> BotTurn:
+    def recognize_text(self, session_id: str, text: str, session_attributes: dict[str, str] | None = None,
+                       session_state: dict[str, Any] | None = None) -> BotTurn:
+        """`session_state` replaces Lex's own for this turn (a replay after a crash)."""
         kwargs: dict[str, Any] = {}
+        state = _without_nulls(session_state or {})
         if session_attributes:
-            kwargs["sessionState"] = {"sessionAttributes": session_attributes}
+            state["sessionAttributes"] = {**state.get("sessionAttributes", {}), **session_attributes}
+        if state:
+            kwargs["sessionState"] = state
         try:
             response = self._client.recognize_text(
                 botId=self.bot_id, botAliasId=self.bot_alias_id, localeId=self.locale_id,
@@ -58,6 +62,16 @@ class LexClient:
                 raise _classify(exc) from exc
         except BotoCoreError as exc:
             raise TransientError(f"Lex DeleteSession: {type(exc).__name__}: {exc}") from exc
+
+
+def _without_nulls(value: Any) -> Any:
+    """Lex returns unfilled slots as null, but botocore will not send a null: leave them out, which
+    means the same to Lex."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _classify(exc: ClientError) -> DeliveryError:
@@ -98,6 +112,7 @@ def parse_turn(response: dict[str, Any]) -> BotTurn:
         sentiment_score=sentiment.get("sentimentScore"),
         confidence=(top.get("nluConfidence") or {}).get("score"),
         session_attributes=state.get("sessionAttributes") or {},
+        session_state=state,
     )
 
 

@@ -139,3 +139,28 @@ def test_a_waiting_intent_gets_still_waiting_prompts_until_the_customer_answers(
     before = len(_rows(env, conversation_id))
     timers.still_waiting(conversation_id=conversation_id, since_seq=waited.seq, prompts_sent=1)
     assert len(_rows(env, conversation_id)) == before
+
+
+def test_a_turn_that_reached_lex_before_a_crash_is_replayed_not_taken_twice(env: Env) -> None:
+    """Found by `lexdesk chaos`: a worker killed between RecognizeText and its commit left the row
+    pending; the retry sent "Checking" again to a session that had moved on, and the customer was asked
+    for the account again instead of getting the balance."""
+    from shared.clients.factory import lex_client
+    from shared.models import utcnow
+    from workers import lex
+
+    conversation_id = _conversation(env)
+    _say(conversation_id, "what is my balance")
+    customer_says(conversation_id, "crashed-1", "Checking")
+    with session_scope(env.database_url) as session:
+        row = session.scalars(select(Message).where(Message.client_message_id == "crashed-1")).one()
+        row.sent_at = utcnow()  # what the worker marks before it calls Lex
+        session_id = session.get_one(Conversation, conversation_id).lex_session_id
+    lex_client().recognize_text(session_id, "Checking")  # ... the call that got through, then the crash
+    lex.drain(conversation_id=conversation_id)  # the retry
+    bot = [r.body for r in _rows(env, conversation_id) if r.sender == "bot"]
+    assert bot == ["Which account would you like the balance for, checking or savings?",
+                   "Your Checking account balance is $1,234.56."]
+    with session_scope(env.database_url) as session:
+        stored = session.get_one(Conversation, conversation_id).lex_session_state or ""
+    assert stored and "CheckBalance" not in stored  # sealed, not readable
