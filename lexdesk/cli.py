@@ -12,6 +12,7 @@ import typer
 from lexdesk import dead_letter_commands as commands
 from lexdesk.bench.cli import bench
 from lexdesk.chaos.cli import chaos
+from lexdesk.fuzz.cli import fuzz
 from shared.settings import EMULATOR_LEX_PORT, EMULATOR_TALKDESK_PORT, Settings, SettingsError, load_settings
 
 app = typer.Typer(help="lexdesk: Amazon Lex V2 bot ↔ Talkdesk Digital Connect agents.", no_args_is_help=True,
@@ -160,6 +161,7 @@ def emulate_lex(host: str = "127.0.0.1", port: int = EMULATOR_LEX_PORT,
 # Heavy imports happen inside the commands: every process of the system is a `python -m lexdesk`.
 app.command()(bench)
 app.command("chaos")(chaos)
+app.command("fuzz")(fuzz)
 
 
 def main() -> None:

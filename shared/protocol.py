@@ -5,6 +5,7 @@ its model is a `bad_frame` naming the field."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -33,6 +34,17 @@ class Hello(Frame):
     customer: Customer | None = None
     locale: str | None = Field(None, max_length=32)
     attributes: dict[str, Any] | None = None
+
+    @field_validator("attributes")
+    @classmethod
+    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Stored as JSON: NaN and Infinity are not JSON (PostgreSQL's json type refuses them).
+        if value is not None:
+            try:
+                json.dumps(value, allow_nan=False)
+            except ValueError as exc:
+                raise ValueError("must not contain NaN or Infinity") from exc
+        return value
 
 
 class Resume(Frame):

@@ -3,7 +3,7 @@ customer's acknowledgements and resumes say what must go (again)."""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
@@ -24,11 +24,19 @@ def customer_ack(conversation_id: str, seq: int) -> None:
         conversation = lock_conversation(session, conversation_id)
         if conversation is None:
             return
-        seq = min(seq, conversation.last_frame_seq)
+        seq = min(seq, _highest_sent(session, conversation_id))
         if seq <= conversation.acked_frame_seq:
             return
         _mark_delivered(session, conversation_id, seq)
         conversation.acked_frame_seq = seq
+
+
+def _highest_sent(session: Session, conversation_id: str) -> int:
+    return session.scalar(
+        select(func.max(Message.frame_seq)).where(
+            Message.conversation_id == conversation_id, Message.destination == Destination.CUSTOMER,
+            Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]))
+    ) or 0
 
 
 def _mark_delivered(session: Session, conversation_id: str, up_to: int) -> None:
@@ -48,7 +56,8 @@ def customer_resumed(conversation_id: str, last_seq: int) -> None:
         conversation = lock_conversation(uow.session, conversation_id)
         if conversation is None:
             return
-        last_seq = min(max(last_seq, 0), conversation.last_frame_seq)
+        # A client cannot have shown what was never sent to it, whatever last_seq it claims.
+        last_seq = min(max(last_seq, 0), _highest_sent(uow.session, conversation_id))
         if last_seq > conversation.acked_frame_seq:
             _mark_delivered(uow.session, conversation_id, last_seq)
             conversation.acked_frame_seq = last_seq

@@ -33,6 +33,7 @@ from shared.settings import Settings
 from shared.store import conversation_by_talkdesk_id, customer_frame, handoff_in_flight, transcript
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_BIGINT = 2**63 - 1  # what PostgreSQL's bigint holds
 CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
 
 
@@ -61,6 +62,12 @@ def create_app(settings: Settings) -> FastAPI:
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 413:
             detail: Any = too_large
+        elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's answer to a body it cannot parse at all (not UTF-8, nested too deep, a number
+            # too long): to Talkdesk that is a malformed body like any other, 422 naming the body.
+            return JSONResponse({"error": "invalid_body", "message": "body: could not be parsed as JSON",
+                                 "fields": [{"name": "body", "description": "could not be parsed as JSON"}]},
+                                status_code=422)
         elif isinstance(exc.detail, dict):
             detail = exc.detail
         else:
@@ -99,6 +106,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     # -- auth -------------------------------------------------------------------------------------------
 
+    def refuse_nul(**params: str | None) -> None:
+        for name, value in params.items():
+            if value is not None and "\x00" in value:
+                raise ApiError(422, "invalid_filter", f"{name}: must not contain the NUL character")
+
     def talkdesk_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
         if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key):
             raise ApiError(401, "unauthorized", "missing or wrong X-Api-Key")
@@ -115,6 +127,8 @@ def create_app(settings: Settings) -> FastAPI:
         """Store Talkdesk's event as a row before answering (shared/inbound.py): 404 for a Talkdesk
         conversation we do not know, 409 for one that has ended, 503 if the database is unreachable
         (Talkdesk retries)."""
+        if "\x00" in talkdesk_id:  # PostgreSQL text cannot hold it: no conversation can have that id
+            raise ApiError(404, "unknown_conversation", "no conversation with that Talkdesk id")
         try:
             with session_scope(settings.database_url) as session:
                 conversation = conversation_by_talkdesk_id(session, talkdesk_id)
@@ -151,15 +165,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/talkdesk/webhook", status_code=202, dependencies=[TalkdeskAuth])
     def webhook(body: Webhook) -> Accepted:
-        if body.event == "conversation_started":
-            return agent_joined(body.conversation_id, AgentJoined.model_validate(body.payload))
-        if body.event == "message_created":
-            try:
-                message = AgentMessage.model_validate(body.payload)
-            except ValidationError as exc:
-                raise RequestValidationError([{**e, "loc": ("payload", *e["loc"])} for e in exc.errors()]) from exc
-            return agent_message(body.conversation_id, message)
-        return agent_close(body.conversation_id, Close.model_validate(body.payload))
+        model = {"conversation_started": AgentJoined, "message_created": AgentMessage,
+                 "conversation_ended": Close}[body.event]
+        try:
+            payload = model.model_validate(body.payload)
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("payload", *e["loc"])} for e in exc.errors()]) from exc
+        if isinstance(payload, AgentJoined):
+            return agent_joined(body.conversation_id, payload)
+        if isinstance(payload, AgentMessage):
+            return agent_message(body.conversation_id, payload)
+        return agent_close(body.conversation_id, payload)
 
     # -- operators ---------------------------------------------------------------------------------------
 
@@ -193,7 +209,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/conversations", dependencies=[OperatorAuth])
     def list_conversations(state: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                           offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+                           offset: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0) -> dict[str, Any]:
+        refuse_nul(state=state)
         with session_scope(settings.database_url) as session:
             query = select(Conversation).order_by(Conversation.created_at.desc()).limit(limit).offset(offset)
             if state:
@@ -202,6 +219,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/conversations/{conversation_id}", dependencies=[OperatorAuth])
     def get_conversation(conversation_id: str) -> dict[str, Any]:
+        if "\x00" in conversation_id:
+            raise ApiError(404, "unknown_conversation", "no conversation with that id")
         with session_scope(settings.database_url) as session:
             conversation = session.get(Conversation, conversation_id)
             if conversation is None:
@@ -211,6 +230,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     def dead_letter_filter(ids: list[int] | None, conversation_id: str | None, error_class: str | None,
                            since: str | None, until: str | None) -> dead_letters.DeadLetterFilter:
+        refuse_nul(conversation_id=conversation_id, error_class=error_class, since=since, until=until)
         try:
             return dead_letters.DeadLetterFilter(
                 ids=ids, conversation_id=conversation_id, error_class=error_class,
@@ -222,7 +242,7 @@ def create_app(settings: Settings) -> FastAPI:
     def list_dead_letters(conversation_id: str | None = None, error_class: str | None = None,
                           since: str | None = None, until: str | None = None,
                           limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                          offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+                          offset: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0) -> dict[str, Any]:
         flt = dead_letter_filter(None, conversation_id, error_class, since, until)
         with session_scope(settings.database_url) as session:
             return dead_letters.list_dead_letters(session, flt, limit=limit, offset=offset)

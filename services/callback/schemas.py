@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -42,7 +42,7 @@ class Accepted(BaseModel):
 
 
 class ReplayRequest(Body):
-    ids: list[int] | None = None
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = Field(None, max_length=10_000)
     conversation_id: str | None = None
     since: str | None = None
     until: str | None = None

@@ -126,6 +126,8 @@ class EdgeServer:
                                                  conversation_id=session.conversation_id, seq=frame["seq"])
             else:
                 await session.websocket.send(json.dumps(frame))
+            if isinstance(frame.get("seq"), int):
+                session.written_seq = max(session.written_seq, frame["seq"])
             if frame.get("type") == "event" and frame.get("event") == "conversation_ended":
                 session.closed = True
                 await session.websocket.close(1000, "conversation ended")
@@ -212,8 +214,8 @@ class EdgeServer:
             return False
         try:
             data = json.loads(raw)
-        except ValueError as exc:
-            await self._send(session, error_frame("bad_frame", f"not valid JSON: {exc}"))
+        except (ValueError, RecursionError) as exc:  # RecursionError: '[' * 2000
+            await self._send(session, error_frame("bad_frame", f"not valid JSON: {str(exc)[:200]}"))
             return False
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             await self._send(session, error_frame("bad_frame", "a frame is a JSON object with a string 'type'"))
@@ -274,6 +276,7 @@ class EdgeServer:
             await self._send(session, error_frame("invalid_token", "resume token is not valid"))
             return False
         await self._welcome(session, attached)
+        session.written_seq = min(resume.last_seq, attached.last_frame_seq)  # shown on an earlier socket
         # Frames after last_seq are sent again by a worker, after this welcome, in order.
         await self._publish_or_error(session, "routing.customer_resumed", None,
                                      conversation_id=attached.conversation_id, last_seq=resume.last_seq)
@@ -311,9 +314,12 @@ class EdgeServer:
             await self._send(session, error_frame("conversation_closed", "this conversation has ended", message.id))
 
     async def _ack(self, session: CustomerSession, ack: Ack) -> None:
-        if ack.seq <= session.acked_seq:  # cumulative: an older ack says nothing new
+        # Cumulative, and never beyond what this socket was sent: an ack for frames not shown yet would
+        # mark them delivered and they would never be shown.
+        seq = min(ack.seq, session.written_seq)
+        if seq <= session.acked_seq:
             return
-        session.acked_seq = ack.seq
+        session.acked_seq = seq
         if session.ack_flush is None or session.ack_flush.done():
             # A burst of frames brings a burst of acks: publish only the highest, once per interval.
             session.ack_flush = asyncio.create_task(self._flush_ack(session))
