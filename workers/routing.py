@@ -24,7 +24,9 @@ def customer_ack(conversation_id: str, seq: int) -> None:
         conversation = lock_conversation(session, conversation_id)
         if conversation is None:
             return
-        seq = min(seq, _highest_sent(session, conversation_id))
+        # The edge never forwards an ack beyond what it wrote to the socket (services/edge/server.py); a
+        # bound on what was *committed* as sent here would race the deliver task's commit.
+        seq = min(seq, conversation.last_frame_seq)
         if seq <= conversation.acked_frame_seq:
             return
         _mark_delivered(session, conversation_id, seq)
