@@ -121,7 +121,8 @@ def main(customers: int = 100, messages: int = 5, idle_sockets: int = 1000, back
                         "LEXDESK_RETRY_BACKOFF_BASE": str(defaults["retry_backoff_base"].default)}
     config = {"customers": customers, "messages": messages, "idle_sockets": idle_sockets, "seconds": seconds,
               "rate_limit_messages": rate_limit, "fd_limit": fd_limit, **product_defaults}
-    with tempfile.TemporaryDirectory(prefix="lexdesk-bench-") as tmp, infra.backend(backend, Path(tmp)) as base:
+    with (tempfile.TemporaryDirectory(prefix="lexdesk-bench-") as tmp,
+          infra.backend(backend, Path(tmp), label="bench") as base):
         say(f"starting the system ({backend}) in {tmp}")
         system = System(Path(tmp), base.database_url, base.broker_url, worker_queues=base.worker_queues,
                         agent_join_delay=AGENT_JOIN_DELAY,

@@ -23,8 +23,8 @@ def fuzz(
     """Throw generated bad input at the customer WebSocket and the Talkdesk callbacks (Hypothesis) and
     at the callback app's OpenAPI schema (Schemathesis): no crash, no 5xx, no effect on bystander
     conversations. Exits 1 on any violation."""
-    from lexdesk.fuzz.backends import BACKENDS
     from lexdesk.fuzz.run import main
+    from lexdesk.harness.backends import BACKENDS
 
     if backend not in BACKENDS:
         raise typer.BadParameter(f"one of {', '.join(BACKENDS)}", param_hint="--backend")

@@ -22,13 +22,13 @@ from hypothesis.errors import HypothesisWarning
 from rich.console import Console
 
 from lexdesk.fuzz.api_schema import SchemaFuzzer, SchemaTargets, case_strategy, load_schema
-from lexdesk.fuzz.backends import backend as make_backend
 from lexdesk.fuzz.callbacks import CallbackFuzzer, Targets, callback_inputs
 from lexdesk.fuzz.conversations import LoopThread, Parties
 from lexdesk.fuzz.frames import FrameFuzzer, frame_inputs
 from lexdesk.fuzz.known import DEEP
 from lexdesk.fuzz.observe import LogWatch, dead_letter_queue_depth, dead_processes
 from lexdesk.fuzz.report import FuzzReport, PhaseStats, Violations
+from lexdesk.harness.backends import backend as make_backend
 from lexdesk.harness.system import System
 
 T = TypeVar("T")
@@ -212,7 +212,7 @@ def main(examples: int = 10_000, seed: int = 0, backend: str = "embedded", *, se
     workdir = Path(tempfile.mkdtemp(prefix="lexdesk-fuzz-"))
     started = time.monotonic()
     try:
-        with make_backend(backend, workdir) as infra:
+        with make_backend(backend, workdir, label="fuzz") as infra:
             console.log(f"starting lexdesk ({backend}) in {workdir}")
             with System(workdir, infra.database_url, infra.broker_url, edge_nodes=2,
                         worker_queues=infra.worker_queues) as system:

@@ -1,6 +1,7 @@
-"""Where the fuzzed system stores its data: a throwaway SQLite file and embedded broker, or a
-throwaway database and vhost on this machine's PostgreSQL and RabbitMQ. Whatever a run creates, it
-removes; nothing is shared with another run, so leftovers of one cannot explain a failure of the next."""
+"""Where a harnessed system stores its data: a throwaway SQLite file and embedded broker (one worker
+for every queue, the shape of `lexdesk up`), or a throwaway database and vhost on this machine's
+PostgreSQL and RabbitMQ (a worker per queue, the production shape). Whatever a run creates, it
+removes, so leftovers of one run cannot explain a failure of the next. Used by bench and fuzz."""
 
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ class Backend:
     database_url: str
     broker_url: str
     worker_queues: tuple[str, ...]
+    database: str | None = None  # the PostgreSQL database, to find its backends' processes
+    rabbitmq: bool = False
 
 
 @contextlib.contextmanager
-def backend(name: str, workdir: Path) -> Iterator[Backend]:
-    """Yield the URLs for `name`; the database and vhost made for the run are dropped afterwards."""
+def backend(name: str, workdir: Path, label: str = "run") -> Iterator[Backend]:
+    """Yield the URLs for `name`; whatever was created for the run is removed afterwards. `label`
+    names the throwaway database and vhost (lexdesk_<label>_<random>), so a leftover says whose it is."""
     if name == "embedded":
-        # One worker process for every queue: the one-machine shape of `lexdesk up`.
+        # One worker process for every queue: the one-machine default of `lexdesk up`.
         yield Backend(name, f"sqlite:///{workdir / 'lexdesk.sqlite'}", f"sqla+sqlite:///{workdir / 'broker.sqlite'}",
                       ("routing,lex,talkdesk,timers",))
         return
@@ -37,7 +41,7 @@ def backend(name: str, workdir: Path) -> Iterator[Backend]:
     import psycopg
 
     suffix = secrets.token_hex(4)
-    database, vhost = f"lexdesk_fuzz_{suffix}", f"lexdesk-fuzz-{suffix}"
+    database, vhost = f"lexdesk_{label}_{suffix}", f"lexdesk-{label}-{suffix}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
     try:
@@ -46,7 +50,8 @@ def backend(name: str, workdir: Path) -> Iterator[Backend]:
             _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
             # The production shape: one worker process per queue.
             yield Backend(name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
-                          f"amqp://guest:guest@{RABBITMQ_HOST}/{vhost}", ("routing", "lex", "talkdesk", "timers"))
+                          f"amqp://guest:guest@{RABBITMQ_HOST}/{vhost}", ("routing", "lex", "talkdesk", "timers"),
+                          database=database, rabbitmq=True)
         finally:
             subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60, check=False)
     finally:
