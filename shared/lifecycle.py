@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from shared.domain import check_transition
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, Sender, utcnow
@@ -35,12 +36,7 @@ def fail_handoff(uow: UnitOfWork, conversation: Conversation, reason: str) -> No
                      "or ask for an agent again.")
     # Messages typed while the handoff was pending cannot reach an agent now; they stay in the
     # transcript, marked so, instead of being sent to a conversation that does not exist.
-    uow.session.execute(
-        update(Message)
-        .where(Message.conversation_id == conversation.id, Message.destination == Destination.TALKDESK,
-               Message.status == MessageStatus.PENDING)
-        .values(status=MessageStatus.SKIPPED, last_error="handoff failed", error_class="handoff_failed")
-    )
+    _skip_pending(uow.session, conversation.id, Destination.TALKDESK, "handoff failed", error_class="handoff_failed")
     uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
 
 
@@ -54,20 +50,10 @@ def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:
     conversation.closed_at = utcnow()
     session = uow.session
     # Whatever the bot has not answered yet will not be answered.
-    session.execute(
-        update(Message)
-        .where(Message.conversation_id == conversation.id, Message.destination == Destination.LEX,
-               Message.status == MessageStatus.PENDING)
-        .values(status=MessageStatus.SKIPPED, last_error=f"conversation closed by {by}", sealed_body=None)
-    )
+    _skip_pending(session, conversation.id, Destination.LEX, f"conversation closed by {by}")
     if by == "agent":
         # Talkdesk has ended its side; sending there now would only earn 3016011.
-        session.execute(
-            update(Message)
-            .where(Message.conversation_id == conversation.id, Message.destination == Destination.TALKDESK,
-                   Message.status == MessageStatus.PENDING)
-            .values(status=MessageStatus.SKIPPED, last_error="conversation closed by agent")
-        )
+        _skip_pending(session, conversation.id, Destination.TALKDESK, "conversation closed by agent")
     add_event(session, conversation.id, "conversation_ended", by=by)
     talkdesk_involved = previous in (ConversationState.HANDOFF_REQUESTED, ConversationState.AGENT_QUEUED,
                                      ConversationState.AGENT_ACTIVE)
@@ -78,3 +64,17 @@ def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:
         uow.publish_after_commit(TALKDESK_DRAIN, conversation_id=conversation.id)
     uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
     return True
+
+
+def _skip_pending(session: Session, conversation_id: str, destination: Destination, reason: str,
+                  error_class: str | None = None) -> None:
+    """Rows that will never go out stay in the transcript, marked so (and without a sealed copy)."""
+    values: dict[str, object] = {"status": MessageStatus.SKIPPED, "last_error": reason, "sealed_body": None}
+    if error_class is not None:
+        values["error_class"] = error_class
+    session.execute(
+        update(Message)
+        .where(Message.conversation_id == conversation_id, Message.destination == destination,
+               Message.status == MessageStatus.PENDING)
+        .values(**values)
+    )

@@ -135,6 +135,11 @@ def conversation_by_talkdesk_id(session: Session, talkdesk_id: str) -> Conversat
     ).one_or_none()
 
 
+def lock_message(session: Session, message_id: int) -> Message:
+    """The row, locked: a drain settling it must not race another that took over its lease."""
+    return session.scalars(select(Message).where(Message.id == message_id).with_for_update()).one()
+
+
 def next_pending(session: Session, conversation_id: str, destination: Destination) -> Message | None:
     return session.scalars(
         select(Message)

@@ -9,7 +9,6 @@ from enum import StrEnum
 import structlog
 from celery import Task
 from kombu.exceptions import OperationalError as KombuOperationalError
-from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shared.celery_app import get_celery_app
@@ -18,6 +17,7 @@ from shared.db import session_scope
 from shared.domain import backoff_seconds
 from shared.models import Message, MessageStatus
 from shared.settings import Settings, get_settings
+from shared.store import lock_message
 
 app = get_celery_app()
 log = structlog.get_logger("lexdesk.workers")
@@ -65,7 +65,7 @@ def record_failure(message_id: int, error: DeliveryError) -> tuple[Failure, Mess
     message failed so the conversation's stream moves on. Only a pending row is touched."""
     config = settings()
     with session_scope(config.database_url) as session:
-        message = session.scalars(select(Message).where(Message.id == message_id).with_for_update()).one()
+        message = lock_message(session, message_id)
         if message.status != MessageStatus.PENDING:
             return Failure.SUPERSEDED, message
         message.attempts += 1

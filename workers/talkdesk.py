@@ -19,7 +19,7 @@ from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER, close, fail_handoff
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
-from shared.store import add_event, next_pending, transcript_lines
+from shared.store import add_event, lock_message, next_pending, transcript_lines
 from workers.base import Failure, LexdeskTask, RetryLater, app, log, record_failure, retry_delay, retry_drain, settings
 
 
@@ -119,8 +119,7 @@ def _end_quietly(talkdesk_id: str) -> None:
 
 def _mark_delivered(message_id: int, talkdesk_message_id: str | None = None) -> None:
     with session_scope(settings().database_url) as session:
-        message = session.scalars(select(Message).where(Message.id == message_id).with_for_update()).one()
-        _set_delivered(message, talkdesk_message_id)
+        _set_delivered(lock_message(session, message_id), talkdesk_message_id)
 
 
 def _set_delivered(message: Message, external_id: str | None) -> None:
