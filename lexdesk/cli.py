@@ -1,7 +1,15 @@
-"""The `lexdesk` command (PROTOCOL.md §6)."""
+"""The `lexdesk` command (docs/protocol.md §6).
+
+Every process of the system is a `lexdesk ...` (or `python -m lexdesk ...`), so this module imports
+only typer and the settings: each command imports what it needs when it runs. The test tools
+(`bench`, `chaos`, `fuzz`) are not part of the product: they live in `tools/`, need the `tools`
+extra, and are loaded only when their command is asked for (or listed, by `--help`).
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -9,16 +17,24 @@ from typing import Annotated
 
 import typer
 
-from lexdesk import dead_letter_commands as commands
-from lexdesk.bench.cli import bench
-from lexdesk.chaos.cli import chaos
-from lexdesk.fuzz.cli import fuzz
 from shared.settings import EMULATOR_LEX_PORT, EMULATOR_TALKDESK_PORT, Settings, SettingsError, load_settings
 
 app = typer.Typer(help="lexdesk: Amazon Lex V2 bot ↔ Talkdesk Digital Connect agents.", no_args_is_help=True,
-                  add_completion=False)
+                  add_completion=False, pretty_exceptions_enable=False)
 emulate_app = typer.Typer(help="Run an emulator of a foreign service.", no_args_is_help=True)
 app.add_typer(emulate_app, name="emulate")
+
+# The test tools: command name → (module, function). Their modules import only typer at load time.
+TOOL_COMMANDS = {"bench": ("tools.bench.cli", "bench"), "chaos": ("tools.chaos.cli", "chaos"),
+                 "fuzz": ("tools.fuzz.cli", "fuzz")}
+# What the `tools` extra brings beyond the product; if any is missing the tools are not installed.
+TOOLS_EXTRA_MODULES = ("tools", "hypothesis", "schemathesis")
+TOOLS_HINT = "install the test tools with: pip install -e '.[tools]' (from a checkout of lexdesk)"
+
+Conversation = Annotated[str | None, typer.Option("--conversation", help="Only this conversation id")]
+ErrorClass = Annotated[str | None, typer.Option("--error", help="Only this error class (transient, permanent, ...)")]
+Since = Annotated[str | None, typer.Option(help="Created at or after (ISO 8601, UTC if no zone)")]
+Until = Annotated[str | None, typer.Option(help="Created before (ISO 8601)")]
 
 
 def _settings() -> Settings:
@@ -29,6 +45,11 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"lexdesk: {message}", err=True)
+    return typer.Exit(code)
+
+
 @app.command()
 def up(
     emulators: Annotated[bool, typer.Option(help="Start the Talkdesk and Lex emulators")] = True,
@@ -36,6 +57,7 @@ def up(
 ) -> None:
     """Run everything on one machine: emulators, workers, callback app and edge."""
     from lexdesk import supervisor
+    from shared.db import DatabaseUnavailable, check_database
     from shared.migrate import upgrade
     from shared.settings import get_settings
 
@@ -44,6 +66,10 @@ def up(
     os.environ.update(environ)
     get_settings.cache_clear()
     settings = _settings()
+    try:
+        check_database(settings.database_url)
+    except DatabaseUnavailable as exc:
+        raise _fail(str(exc)) from None
     upgrade(settings.database_url)
     callback = f"http://{settings.http_host}:{settings.http_port}"
     banner = "\n".join([
@@ -57,39 +83,37 @@ def up(
         "Ctrl-C stops everything.",
     ])
     children = supervisor.plan(settings, emulators, concurrency)
-    raise typer.Exit(supervisor.run(children, environ, banner, settings.state_dir / "logs"))
+    raise typer.Exit(supervisor.Supervisor(children, environ, settings.state_dir / "logs").run(banner))
 
 
 @app.command()
 def edge() -> None:
     """Run a customer WebSocket edge node."""
+    settings = _settings()
     from services.edge.server import run
     from shared.logging import configure_logging
 
-    settings = _settings()
     configure_logging("edge")
     try:
         run(settings)
     except SettingsError as exc:
-        typer.echo(f"lexdesk: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise _fail(str(exc)) from exc
 
 
 @app.command()
 def callback() -> None:
     """Run the HTTP app: Talkdesk callbacks, operator API, chat page."""
+    settings = _settings()
     import uvicorn
 
     from services.callback.app import create_app
     from shared.logging import configure_logging
 
-    settings = _settings()
     configure_logging("callback")
     try:
         asgi = create_app(settings)
     except SettingsError as exc:
-        typer.echo(f"lexdesk: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise _fail(str(exc)) from exc
     uvicorn.run(asgi, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False)
 
 
@@ -106,29 +130,39 @@ def worker(ctx: typer.Context) -> None:
 def migrate(revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
             down: Annotated[bool, typer.Option(help="Downgrade to REVISION instead")] = False) -> None:
     """Bring the database schema to a revision (Alembic)."""
+    from shared.db import DatabaseUnavailable, check_database
     from shared.migrate import downgrade, upgrade
 
     settings = _settings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        check_database(settings.database_url)
+    except DatabaseUnavailable as exc:
+        raise _fail(str(exc)) from None
     (downgrade if down else upgrade)(settings.database_url, revision)
     typer.echo(f"database at {revision}")
 
 
 @app.command("dead-letters")
-def dead_letters_command(conversation: commands.Conversation = None, error: commands.ErrorClass = None,
-                         since: commands.Since = None, until: commands.Until = None,
+def dead_letters_command(conversation: Conversation = None, error: ErrorClass = None,
+                         since: Since = None, until: Until = None,
                          limit: Annotated[int, typer.Option(help="Rows to show")] = 100) -> None:
     """List dead letters (failed messages), with counts by error class."""
-    commands.list_command(_settings(), conversation, error, since, until, limit)
+    from lexdesk import dead_letter_commands
+
+    dead_letter_commands.list_command(_settings(), conversation, error, since, until, limit)
 
 
 @app.command()
 def replay(ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids")] = None,
-           conversation: commands.Conversation = None, error: commands.ErrorClass = None,
-           since: commands.Since = None, until: commands.Until = None,
+           conversation: Conversation = None, error: ErrorClass = None,
+           since: Since = None, until: Until = None,
            dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be replayed")] = False,
            ) -> None:
     """Replay dead letters by id, conversation, time range or error class."""
-    commands.replay_command(_settings(), ids, conversation, error, since, until, dry_run)
+    from lexdesk import dead_letter_commands
+
+    dead_letter_commands.replay_command(_settings(), ids, conversation, error, since, until, dry_run)
 
 
 @emulate_app.command("talkdesk")
@@ -158,15 +192,32 @@ def emulate_lex(host: str = "127.0.0.1", port: int = EMULATOR_LEX_PORT,
     run(host=host, port=port, bots_dir=bots)
 
 
-# Heavy imports happen inside the commands: every process of the system is a `python -m lexdesk`.
-app.command()(bench)
-app.command("chaos")(chaos)
-app.command("fuzz")(fuzz)
+def tools_installed() -> bool:
+    """Whether the `tools` extra is installed; looks the modules up without importing them."""
+    return all(importlib.util.find_spec(name) is not None for name in TOOLS_EXTRA_MODULES)
 
 
-def main() -> None:
+def _register_tool(name: str) -> None:
+    module, function = TOOL_COMMANDS[name]
+    app.command(name)(getattr(importlib.import_module(module), function))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    asked = args[0] if args else None
+    if asked in TOOL_COMMANDS:
+        if not tools_installed():
+            print(f"lexdesk: `{asked}` is a test tool, not part of the product; {TOOLS_HINT}", file=sys.stderr)
+            sys.exit(2)
+        _register_tool(asked)
+    elif asked in (None, "--help"):
+        if tools_installed():
+            for name in TOOL_COMMANDS:
+                _register_tool(name)
+        else:
+            app.info.epilog = f"The test tools ({', '.join(TOOL_COMMANDS)}) are not installed: {TOOLS_HINT}."
     try:
-        app()
+        app(args=args, prog_name="lexdesk")
     except SettingsError as exc:
         print(f"lexdesk: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -1,7 +1,7 @@
 """The Celery application: broker settings, queues and the route table.
 
 It lives in shared/ so the services can send work by task name without importing workers/; the task
-bodies are registered by workers/app.py. Settings that close Celery's known holes (DESIGN.md, "Known
+bodies are registered by workers/app.py. Settings that close Celery's known holes (docs/design.md, "Known
 traps") are set here once, for every process.
 """
 

@@ -7,23 +7,49 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or refused us; the message is one line naming the setting."""
 
 
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[1] if ":///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # The file's folder must exist (shared/settings.py checks it): a typo must not become a new,
+        # empty database somewhere else.
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _make_sqlite_safe(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def check_database(url: str, timeout: float = 5.0) -> None:
+    """Connect once, so that a process that cannot work without the database says why in one line
+    (closed port, unknown host, bad user or password, unreadable file) instead of a traceback."""
+    connect_args: dict[str, Any] = {} if url.startswith("sqlite") else {"connect_timeout": int(max(timeout, 1))}
+    engine = create_engine(url, connect_args=connect_args)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise DatabaseUnavailable(f"LEXDESK_DATABASE_URL: cannot use {shown}: {_first_line(exc)}") from exc
+    finally:
+        engine.dispose()
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    # The driver's message, without SQLAlchemy's wrapping and background links; psycopg puts the
+    # server's answer ("password authentication failed", "Connection refused") on its first lines.
+    cause = exc.orig if getattr(exc, "orig", None) is not None else exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return " ".join(lines[:2])[:300] if lines else type(cause).__name__
 
 
 def _make_sqlite_safe(engine: Engine) -> None:

@@ -1,4 +1,4 @@
-"""Dead letters and their replay (DESIGN.md principle 5).
+"""Dead letters and their replay (docs/design.md principle 5).
 
 A dead letter is a message row with status `failed`: retries exhausted or a permanent error. The
 conversation's stream moved on without it, and the transcript shows the gap. Replaying one puts it

@@ -96,7 +96,7 @@ def handoff_request(
     attributes: dict[str, Any],
     transcript: Sequence[TranscriptLine],
 ) -> dict[str, Any]:
-    """The Talkdesk 'start a conversation' body (PROTOCOL §4): the bot transcript so far, the intents
+    """The Talkdesk 'start a conversation' body (docs/protocol.md §4): the bot transcript so far, the intents
     it went through and the customer's last sentiment, so the agent does not ask again."""
     intents = intents_traversed(transcript)
     sentiment = last_sentiment(transcript)

@@ -1,4 +1,4 @@
-"""Inbound events become rows before anything else happens to them (DESIGN.md principle 1).
+"""Inbound events become rows before anything else happens to them (docs/design.md principle 1).
 
 The entry points call these in the request that carried the event: the edge for the customer's
 frames (a socket's frames are handled one after another, so `seq` follows the customer's order), the

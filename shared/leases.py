@@ -1,4 +1,4 @@
-"""Per-conversation drain leases (DESIGN.md principle 2).
+"""Per-conversation drain leases (docs/design.md principle 2).
 
 A drain (to Lex, to Talkdesk, or to the customer's socket) holds a lease on (conversation,
 destination) while it sends, so at most one worker sends a conversation's messages to a destination at

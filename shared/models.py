@@ -106,7 +106,7 @@ class Conversation(Base):
 
 class Message(Base):
     """One transcript entry. `seq` orders the transcript; `frame_seq` numbers what the customer sees
-    (PROTOCOL §2: no gaps), so only rows shown to the customer have one."""
+    (docs/protocol.md §2: no gaps), so only rows shown to the customer have one."""
 
     __tablename__ = "messages"
     __table_args__ = (

@@ -1,4 +1,4 @@
-"""The customer WebSocket protocol's client frames (PROTOCOL.md §2), as pydantic models.
+"""The customer WebSocket protocol's client frames (docs/protocol.md §2), as pydantic models.
 
 Unknown fields are ignored (extra="ignore"), so newer clients keep working; a frame that does not fit
 its model is a `bad_frame` naming the field."""
@@ -82,7 +82,7 @@ CLIENT_FRAMES: dict[str, type[Frame]] = {
     "ping": Ping,
 }
 
-# The last one is ours, beyond PROTOCOL §2: the broker did not confirm a message; the client resends it
+# The last one is ours, beyond docs/protocol.md §2: the broker did not confirm a message; the client resends it
 # (same id, so at most one copy counts).
 ERROR_CODES = ("bad_frame", "too_large", "rate_limited", "unknown_type", "invalid_token", "conversation_closed",
                "not_started", "unavailable")

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "LEXDESK_"
@@ -26,6 +26,10 @@ EMULATOR_LEX_PORT = 8002
 EMULATOR_CLIENT_ID = "lexdesk-emulator-client"
 EMULATOR_CLIENT_SECRET = "lexdesk-emulator-secret"
 EMULATOR_TOUCHPOINT_ID = "emulator-touchpoint"
+
+
+# The four keys lexdesk checks or signs with (callback key, admin token, resume-token and data keys).
+MIN_SECRET_LENGTH = 16
 
 
 class SettingsError(RuntimeError):
@@ -102,6 +106,8 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError(f"must be a sqlite:// or postgresql:// SQLAlchemy URL, got {value.split(':')[0]!r}")
+        if value.startswith("sqlite"):
+            _sqlite_file(value)
         return value.replace("postgresql://", "postgresql+psycopg://", 1)
 
     @field_validator("broker_url")
@@ -110,6 +116,29 @@ class Settings(BaseSettings):
         if not value.startswith(("amqp://", "amqps://", "pyamqp://", "sqla+", "redis://", "memory://")):
             raise ValueError("must be an amqp://, sqla+sqlite:// or redis:// kombu URL")
         return value
+
+    @field_validator("callback_api_key", "admin_token", "resume_token_secret", "data_key")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty key would let an empty X-Api-Key or `Bearer ` through; a short one can be guessed.
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            length = len(value.get_secret_value())
+            raise ValueError(f"is {'empty' if not length else f'{length} characters'}; it must be at least "
+                             f"{MIN_SECRET_LENGTH} characters (for example: python3 -c \"import secrets; "
+                             "print(secrets.token_urlsafe(32))\")")
+        return value
+
+    @model_validator(mode="after")
+    def _sqlite_folders_exist(self) -> Settings:
+        # The state directory is created by `lexdesk up` and `lexdesk migrate`; any other folder must
+        # exist already: a typo in a path must not become a new, empty database somewhere else.
+        for name, url in (("database_url", self.database_url), ("broker_url", self.broker_url)):
+            if url.startswith(("sqlite", "sqla+sqlite")):
+                folder = _sqlite_file(url.removeprefix("sqla+")).parent
+                if not folder.is_dir() and folder.resolve() != self.state_dir.resolve():
+                    raise ValueError(f"{ENV_PREFIX}{name.upper()}: the folder {folder} does not exist "
+                                     "(create it first, or name a file in an existing folder)")
+        return self
 
     @property
     def uses_amqp(self) -> bool:
@@ -125,6 +154,17 @@ class Settings(BaseSettings):
         if missing:
             joined = ", ".join(ENV_PREFIX + n.upper() for n in missing)
             raise SettingsError(f"{joined} must be set (lexdesk up generates them for one machine)")
+
+
+def _sqlite_file(url: str) -> Path:
+    """The file of a sqlite:///PATH URL. Every lexdesk process must open the same file, so an in-memory
+    database (`sqlite://`, `sqlite:///`, `:memory:`) cannot work and is refused."""
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    path = path.split("?", 1)[0]
+    if not path or path == ":memory:":
+        raise ValueError(f"{url!r} names no database file; use sqlite:////absolute/path/lexdesk.sqlite "
+                         "(an in-memory database cannot be shared by lexdesk's processes)")
+    return Path(path)
 
 
 def _unknown_variables(environ: dict[str, str]) -> list[str]:
@@ -147,11 +187,20 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Validate the environment; raise SettingsError naming every bad variable."""
     environ = dict(os.environ if environ is None else environ)
     problems = _unknown_variables(environ)
+    values = _from_environ(environ)
+    # The embedded files live in the state directory the environment names, not the one this
+    # module saw at import.
+    state_dir = Path(values.get("state_dir", STATE_DIR)).resolve()
+    values.setdefault("database_url", f"sqlite:///{state_dir / 'lexdesk.sqlite'}")
+    values.setdefault("broker_url", f"sqla+sqlite:///{state_dir / 'broker.sqlite'}")
     try:
-        settings = Settings(**_from_environ(environ))
+        settings = Settings(**values)
     except ValidationError as exc:
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a check across fields: its message names the variable itself
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             given = environ.get(ENV_PREFIX + field.upper())
             shown = "" if given is None or _may_hold_secret(field) else f" (got {given!r})"
             problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}{shown}")

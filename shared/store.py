@@ -101,7 +101,7 @@ def add_message(
 
 
 def add_event(session: Session, conversation_id: str, event: str, **fields: Any) -> Message:
-    """A lifecycle event shown to the customer (PROTOCOL §2 `event` frames)."""
+    """A lifecycle event shown to the customer (docs/protocol.md §2 `event` frames)."""
     return add_message(
         session, conversation_id, sender=Sender.SYSTEM, destination=Destination.CUSTOMER,
         kind="event", event=event, payload=fields,
@@ -209,7 +209,7 @@ def current_connection(session: Session, conversation_id: str) -> Connection | N
 
 
 def customer_frame(message: Message) -> dict[str, Any]:
-    """The server→client frame for a transcript row (PROTOCOL §2)."""
+    """The server→client frame for a transcript row (docs/protocol.md §2)."""
     if message.kind == "event":
         return {"type": "event", "seq": message.frame_seq, "event": message.event, **message.payload}
     frame: dict[str, Any] = {"type": "message", "seq": message.frame_seq, "from": message.sender,

@@ -1,5 +1,5 @@
 """What every task module shares: the Celery app, settings, and turning a failed call into either a
-retry of the conversation's drain or a dead letter (DESIGN.md principle 5)."""
+retry of the conversation's drain or a dead letter (docs/design.md principle 5)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def customer_resumed(conversation_id: str, last_seq: int) -> None:
             _mark_delivered(uow.session, conversation_id, last_seq)
             conversation.acked_frame_seq = last_seq
         # Every frame after last_seq, acknowledged before or not: a reloaded page resumes from 0 to
-        # show the whole conversation again (PROTOCOL §2: "every server frame with seq > N").
+        # show the whole conversation again (docs/protocol.md §2: "every server frame with seq > N").
         uow.session.execute(
             update(Message)
             .where(Message.conversation_id == conversation_id, Message.destination == Destination.CUSTOMER,

@@ -211,4 +211,4 @@ def create_app(
 
 def run(host: str = "127.0.0.1", port: int = 8002, bots_dir: Path | None = None) -> None:
     """Serve the emulator with uvicorn until interrupted (blocking)."""
-    uvicorn.run(create_app(bots_dir), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(bots_dir), host=host, port=port, log_level="info", access_log=False)

@@ -47,4 +47,4 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
 
 def run(host: str = "127.0.0.1", port: int = 8001, config: EmulatorConfig | None = None) -> None:
     """Serve the emulator until interrupted."""
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=False)

@@ -1,4 +1,4 @@
-"""The HTTP app: Talkdesk's callbacks (PROTOCOL.md §3), the operator API (§6) and the chat page.
+"""The HTTP app: Talkdesk's callbacks (docs/protocol.md §3), the operator API (§6) and the chat page.
 
 Callbacks are validated, stored as rows (shared/inbound.py) and only then answered 202; delivery to
 the customer happens in the routing workers, published after commit. Handlers are plain

@@ -1,4 +1,4 @@
-"""Bodies Talkdesk sends us (PROTOCOL.md §3). Unknown fields are ignored; missing required ones are a
+"""Bodies Talkdesk sends us (docs/protocol.md §3). Unknown fields are ignored; missing required ones are a
 422 naming the field."""
 
 from __future__ import annotations

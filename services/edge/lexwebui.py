@@ -1,4 +1,4 @@
-"""The AWS Lex Web UI's live-chat dialect (PROTOCOL.md §2, "Lex Web UI compatibility"), so an
+"""The AWS Lex Web UI's live-chat dialect (docs/protocol.md §2, "Lex Web UI compatibility"), so an
 existing Lex Web UI deployment can point `talkDeskWebsocketEndpoint` at lexdesk.
 
 The browser connects to `/talkdesk?conversationId=<Talkdesk conversation id>` after the bot has put

@@ -1,4 +1,4 @@
-"""The customer WebSocket edge (PROTOCOL.md §2).
+"""The customer WebSocket edge (docs/protocol.md §2).
 
 Thin by design: it validates frames, stores the customer's messages as rows (shared/inbound.py: a
 socket's frames are handled in order, so the transcript keeps the customer's order; `accepted` means

@@ -1,4 +1,4 @@
-"""Talkdesk Digital Connect client (PROTOCOL §4), over httpx.
+"""Talkdesk Digital Connect client (docs/protocol.md §4), over httpx.
 
 One client per process: the OAuth token is cached and shared by every thread, refreshed a minute
 before it expires (or at 90% of its life for short-lived tokens), and fetched again once on a 401.
@@ -19,7 +19,7 @@ from shared.clients.errors import ConversationEndedError, DeliveryError, Permane
 
 CONVERSATION_ENDED_CODE = "3016011"
 SCOPE = "digital-connect:write"
-# Not in the public docs we have (PROTOCOL §4); kept in this one place.
+# Not in the public docs we have (docs/protocol.md §4); kept in this one place.
 END_CONVERSATION_PATH = "/digital-connect/conversations/{id}"
 
 

@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from lexdesk.bench.cli import bench
-from lexdesk.bench.stats import Latency, percentile
+from tools.bench.cli import bench
+from tools.bench.stats import Latency, percentile
 
 CUSTOMERS, MESSAGES, IDLE_SOCKETS = 5, 2, 100  # 100 sockets: a clear RSS signal over noise
 SYSTEM_PROCESSES = {"talkdesk", "lex", "callback", "edge-0", "worker-routing-lex-talkdesk-timers"}

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lexdesk.chaos import ChaosPlan, main
+from tools.chaos.plan import ChaosPlan
+from tools.chaos.run import main
 
 pytestmark = pytest.mark.integration
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from lexdesk.chaos.client import Sent, Shown
-from lexdesk.chaos.journey import CLOSE, ESCALATE, Journey, Said
-from lexdesk.chaos.measure import Figures, ReplayEvidence, measure
-from lexdesk.chaos.observe import Observed
-from lexdesk.chaos.operator import DeadLetters, Replay
-from lexdesk.chaos.plan import ChaosPlan
+from tools.chaos.client import Sent, Shown
+from tools.chaos.journey import CLOSE, ESCALATE, Journey, Said
+from tools.chaos.measure import Figures, ReplayEvidence, measure
+from tools.chaos.observe import Observed
+from tools.chaos.operator import DeadLetters, Replay
+from tools.chaos.plan import ChaosPlan
 
 CONVERSATION = "11111111-2222-3333-4444-555555555555"
 GREETING = "Hi, this is Alex. How can I help you today?"

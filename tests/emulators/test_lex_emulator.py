@@ -29,7 +29,7 @@ from emulators.lex.app import DEFAULT_BOTS_DIR, create_app
 from emulators.lex.botdef import BotDefinitionError, load_bots_dir, parse_bot
 from emulators.lex.engine import DIALOG_ACTION_TYPES, INTENT_STATES, Conversation, LexEngine
 from emulators.lex.slot_values import extract_alphanumeric, extract_date, extract_number
-from tests.support.servers import serve_asgi
+from tools.harness.servers import serve_asgi
 
 BANK = "BANKINGBOT"
 PAY = "PAYMENTBOT"

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from emulators.talkdesk.app import create_app
 from emulators.talkdesk.config import EmulatorConfig
-from tests.support.servers import serve_asgi
+from tools.harness.servers import serve_asgi
 
 CLIENT_ID = "lexdesk-emulator-client"
 CLIENT_SECRET = "lexdesk-emulator-secret"

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.system import System
+from tools.harness.system import System
 
 
 @pytest.fixture(scope="session")

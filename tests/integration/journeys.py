@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from tests.support.customer import Customer
-from tests.support.system import System
+from tools.harness.customer import Customer
+from tools.harness.system import System
 
 
 async def reach_agent(system: System, customer: Customer, edge_url: str) -> str:

@@ -1,4 +1,4 @@
-"""Bad input at both edges of the system (PROTOCOL.md §2 and §3), on real processes: each bad frame or
+"""Bad input at both edges of the system (docs/protocol.md §2 and §3), on real processes: each bad frame or
 call gets the documented answer, the socket stays open where the protocol says so, and nothing valid is
 lost or added on the way."""
 
@@ -17,8 +17,8 @@ from websockets.exceptions import InvalidStatus
 
 from services.edge import tokens
 from tests.integration.journeys import assert_gapless, eventually, reach_agent
-from tests.support.customer import Customer, Frame
-from tests.support.system import System
+from tools.harness.customer import Customer, Frame
+from tools.harness.system import System
 
 
 async def expect_error(customer: Customer, payload: str | bytes | Frame, code: str, *says: str,
@@ -73,7 +73,7 @@ def field_names(response: httpx.Response) -> list[str]:
     return [f["name"] for f in body["fields"]]
 
 
-# -- the customer WebSocket (PROTOCOL §2) ---------------------------------------------------------------
+# -- the customer WebSocket (docs/protocol.md §2) -------------------------------------------------------
 
 
 def test_bad_frames_get_bad_frame_or_unknown_type_and_lose_nothing(system: System) -> None:
@@ -310,7 +310,7 @@ def test_other_paths_than_ws_are_refused_with_404(system: System) -> None:
     asyncio.run(scenario())
 
 
-# -- the callback receiver (PROTOCOL §3) ----------------------------------------------------------------
+# -- the callback receiver (docs/protocol.md §3) --------------------------------------------------------
 
 
 def test_bad_callbacks_are_refused_without_effect_and_a_good_one_arrives_once(system: System) -> None:

@@ -10,11 +10,11 @@ import time
 import httpx
 from kombu import Connection
 
-from lexdesk.harness.customer import Customer
-from lexdesk.harness.system import System
 from shared.celery_app import DEAD_LETTER_QUEUE, build_celery_app
 from shared.settings import load_settings
 from tests.integration.journeys import eventually, reach_agent, talkdesk_record
+from tools.harness.customer import Customer
+from tools.harness.system import System
 
 NO_FAULTS = {"error_rate": 0.0, "rate_limit_rate": 0.0, "stall_rate": 0.0}
 

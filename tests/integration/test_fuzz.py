@@ -1,4 +1,4 @@
-"""Bad input, generated: the properties of `lexdesk fuzz` (lexdesk/fuzz/) on the suite's running
+"""Bad input, generated: the properties of `lexdesk fuzz` (tools/fuzz/) on the suite's running
 system, with far fewer inputs than the command's 10,000 so that it fits the suite's time.
 
 Hypothesis draws WebSocket frames and callback requests, Schemathesis draws cases from the callback
@@ -6,19 +6,19 @@ app's OpenAPI schema; every answer must be the documented one (never a 5xx, neve
 with 1011), and the bystander conversations, which reach an agent first, must come out exactly as
 they went in. The seed is fixed and nothing is written to a Hypothesis database, so a run repeats.
 
-Inputs that trigger the product bugs listed in lexdesk/fuzz/known.py are not sent here (they are in
+Inputs that trigger the product bugs listed in tools/fuzz/known.py are not sent here (they are in
 `lexdesk fuzz`); remove a bug from that list once it is fixed and this test covers it again."""
 
 from __future__ import annotations
 
 import json
 
-from lexdesk.fuzz.callbacks import schema_accepts
-from lexdesk.fuzz.frames import expect, mutate_token
-from lexdesk.fuzz.known import KNOWN_BUGS, body_bug, frame_bug, operator_bug
-from lexdesk.fuzz.report import FuzzReport
-from lexdesk.fuzz.run import fuzz_system
-from lexdesk.harness.system import System
+from tools.fuzz.callbacks import schema_accepts
+from tools.fuzz.frames import expect, mutate_token
+from tools.fuzz.known import KNOWN_BUGS, body_bug, frame_bug, operator_bug
+from tools.fuzz.report import FuzzReport
+from tools.fuzz.run import fuzz_system
+from tools.harness.system import System
 
 FRAMES, CALLBACKS, SCHEMA_CASES = 200, 200, 100
 SEED = 20261122
@@ -67,7 +67,7 @@ def test_the_frame_oracle_follows_protocol_section_2() -> None:
         ('{"type": "ping"}', fresh, {"pong"}),
         ('{"type": "shout"}', fresh, {"error:unknown_type"}),
         ('{"type": "resume", "resume_token": "x.y"}', fresh, {"error:invalid_token"}),
-        ("[" * 2000, fresh, {"error:bad_frame"}),  # what PROTOCOL §2 says; the edge closes 1011 (known bug)
+        ("[" * 2000, fresh, {"error:bad_frame"}),  # what docs/protocol.md §2 says; the edge closes 1011 (known bug)
         ("x" * (16 * 1024 + 1), fresh, {"error:too_large"}),
     ]
     for payload, state, answers in cases:

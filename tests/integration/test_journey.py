@@ -14,8 +14,8 @@ from tests.integration.journeys import (
     talkdesk_record,
     transcript,
 )
-from tests.support.customer import Customer
-from tests.support.system import System
+from tools.harness.customer import Customer
+from tools.harness.system import System
 
 
 def test_banking_journey_handoff_and_agent_closes(system: System) -> None:

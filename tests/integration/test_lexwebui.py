@@ -1,4 +1,4 @@
-"""The Lex Web UI's live-chat dialect on /talkdesk?conversationId=ID (PROTOCOL §2)."""
+"""The Lex Web UI's live-chat dialect on /talkdesk?conversationId=ID (docs/protocol.md §2)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from lexdesk.harness.customer import Customer
-from lexdesk.harness.system import System
 from tests.integration.journeys import eventually, reach_agent, talkdesk_record, transcript
+from tools.harness.customer import Customer
+from tools.harness.system import System
 
 
 def lexwebui_url(system: System, talkdesk_id: str) -> str:

@@ -19,8 +19,8 @@ from shared.store import create_conversation
 def test_unknown_talkdesk_id_is_retry_while_a_handoff_is_in_flight(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'lexdesk.sqlite'}"
     upgrade(url)
-    settings = load_settings({"LEXDESK_DATABASE_URL": url, "LEXDESK_CALLBACK_API_KEY": "key",
-                              "LEXDESK_ADMIN_TOKEN": "admin", "LEXDESK_BROKER_URL": "memory://"})
+    settings = load_settings({"LEXDESK_DATABASE_URL": url, "LEXDESK_CALLBACK_API_KEY": "k" * 16,
+                              "LEXDESK_ADMIN_TOKEN": "a" * 16, "LEXDESK_BROKER_URL": "memory://"})
     client = TestClient(create_app(settings))
     path = "/talkdesk/conversations/not-stored-yet/agent-joined"
 

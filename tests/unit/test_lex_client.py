@@ -13,7 +13,7 @@ from shared.clients.errors import PermanentError, TransientError
 from shared.clients.lex import LexClient, parse_turn
 from shared.domain import BotTurn, is_escalation
 from shared.redaction import MASK
-from tests.support.servers import free_port, serve_asgi
+from tools.harness.servers import free_port, serve_asgi
 
 FAKE_AWS = {"aws_access_key_id": "x", "aws_secret_access_key": "x"}
 

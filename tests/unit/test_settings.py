@@ -142,9 +142,9 @@ def test_several_problems_are_reported_together() -> None:
 def test_secrets_never_appear_in_errors_or_repr() -> None:
     secrets = {
         "LEXDESK_TALKDESK_CLIENT_SECRET": "td-s3cr3t-value",
-        "LEXDESK_CALLBACK_API_KEY": "cb-k3y-value",
-        "LEXDESK_ADMIN_TOKEN": "adm1n-t0ken-value",
-        "LEXDESK_RESUME_TOKEN_SECRET": "r3sume-s3cret-value",
+        "LEXDESK_CALLBACK_API_KEY": "cb-k3y-value-of-16+",
+        "LEXDESK_ADMIN_TOKEN": "adm1n-t0ken-value-16+",
+        "LEXDESK_RESUME_TOKEN_SECRET": "r3sume-s3cret-value-16+",
     }
     message = problem({**secrets, "LEXDESK_EDGE_PORT": "abc", "LEXDESK_EDGE_PROT": "1"})
     settings = load_settings(secrets)
@@ -154,13 +154,13 @@ def test_secrets_never_appear_in_errors_or_repr() -> None:
             assert value not in text
     assert settings.talkdesk_client_secret.get_secret_value() == "td-s3cr3t-value"
     assert settings.callback_api_key is not None
-    assert settings.callback_api_key.get_secret_value() == "cb-k3y-value"
-    assert settings.admin_token is not None and settings.admin_token.get_secret_value() == "adm1n-t0ken-value"
+    assert settings.callback_api_key.get_secret_value() == "cb-k3y-value-of-16+"
+    assert settings.admin_token is not None and settings.admin_token.get_secret_value() == "adm1n-t0ken-value-16+"
     assert "**********" in repr(settings)
 
 
 def test_require_names_the_missing_variables() -> None:
-    settings = load_settings({"LEXDESK_ADMIN_TOKEN": "t"})
+    settings = load_settings({"LEXDESK_ADMIN_TOKEN": "t" * 16})
     with pytest.raises(SettingsError) as caught:
         settings.require("callback_api_key", "admin_token", "resume_token_secret")
     message = str(caught.value)
@@ -197,3 +197,13 @@ def test_database_password_not_in_error() -> None:
         load_settings({"LEXDESK_DATABASE_URL": "mysql://lexdesk:hunter2-pw@db.example.com/lexdesk"})
     assert "LEXDESK_DATABASE_URL" in str(caught.value)
     assert "hunter2-pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["LEXDESK_CALLBACK_API_KEY", "LEXDESK_ADMIN_TOKEN", "LEXDESK_RESUME_TOKEN_SECRET",
+                                  "LEXDESK_DATA_KEY"])
+@pytest.mark.parametrize(("value", "says"), [("", "is empty"), ("short-key-15chr", "is 15 characters")])
+def test_empty_or_short_secrets_are_refused_and_the_error_says_why(name: str, value: str, says: str) -> None:
+    """The attack: `LEXDESK_CALLBACK_API_KEY=` started the app, and then an empty X-Api-Key passed."""
+    message = problem({name: value})
+    assert f"{name}: Value error, {says}; it must be at least 16 characters" in message
+    assert value not in message.replace(name, "") or not value  # the value itself is never echoed

@@ -17,7 +17,7 @@ from emulators.talkdesk.app import create_app
 from emulators.talkdesk.config import EmulatorConfig
 from shared.clients.errors import ConversationEndedError, PermanentError, TransientError
 from shared.clients.talkdesk import SentMessage, TalkdeskClient, TalkdeskCredentials, classify
-from tests.support.servers import free_port, serve_asgi
+from tools.harness.servers import free_port, serve_asgi
 
 CREDENTIALS = TalkdeskCredentials("lexdesk-emulator-client", "lexdesk-emulator-secret", "emulator-touchpoint")
 START_BODY: dict[str, Any] = {

@@ -15,7 +15,7 @@ import pytest
 from emulators.lex.app import create_app as create_lex
 from emulators.talkdesk.app import create_app as create_talkdesk
 from emulators.talkdesk.config import EmulatorConfig
-from tests.support.servers import serve_asgi
+from tools.harness.servers import serve_asgi
 
 # The Celery app is built once per process from the settings in force at import: give it the
 # in-memory broker before anything imports workers/.
