@@ -114,7 +114,7 @@ def callback() -> None:
         asgi = create_app(settings)
     except SettingsError as exc:
         raise _fail(str(exc)) from exc
-    uvicorn.run(asgi, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False)
+    uvicorn.run(asgi, log_config=None, access_log=False, **asgi.state.uvicorn_options)  # callback/http_server.py
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -165,6 +165,31 @@ def replay(ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids
     dead_letter_commands.replay_command(_settings(), ids, conversation, error, since, until, dry_run)
 
 
+@app.command()
+def purge(older_than: Annotated[str, typer.Option("--older-than", help="Age of the last activity: 90d, 12h, 30m")],
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be deleted")] = False,
+          batch_size: Annotated[int, typer.Option(min=1, max=10000, help="Conversations per transaction")] = 200,
+          ) -> None:
+    """Delete closed conversations (messages and connections too) with no activity for --older-than."""
+    from shared import retention
+    from shared.db import DatabaseUnavailable, check_database
+
+    try:
+        age = retention.parse_age(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from exc
+    settings = _settings()
+    try:
+        check_database(settings.database_url)
+    except DatabaseUnavailable as exc:
+        raise _fail(str(exc)) from None
+    cutoff = retention.cutoff_for(age)
+    result = retention.purge(settings.database_url, cutoff, dry_run=dry_run, batch_size=batch_size)
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{verb} {result.conversations} closed conversations with no activity since "
+               f"{cutoff.isoformat(timespec='seconds')} ({result.messages} messages, {result.connections} connections)")
+
+
 @emulate_app.command("talkdesk")
 def emulate_talkdesk(
     host: str = "127.0.0.1",
@@ -203,6 +228,9 @@ def _register_tool(name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Files every lexdesk process creates (the SQLite database and its -wal/-shm, the embedded broker,
+    # logs) are its user's alone: transcripts and keys live in them. Children inherit it.
+    os.umask(0o077)
     args = sys.argv[1:] if argv is None else argv
     asked = args[0] if args else None
     if asked in TOOL_COMMANDS:

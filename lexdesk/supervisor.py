@@ -2,7 +2,7 @@
 
 - Each child runs in its own session (process group), so a Ctrl-C in the terminal reaches only this
   supervisor, which then stops the children itself: SIGTERM to each group, SIGKILL to what is left
-  after `stop_timeout`. Grandchildren (Celery's embedded beat) go with their group.
+  after `stop_timeout`. Grandchildren (anything a child forked) go with their group.
 - A child that dies after start-up is restarted with exponential backoff (reset once it has stayed up
   for a while); each exit and restart is printed and written into the child's own log, so a log is
   never silently empty.
@@ -78,10 +78,10 @@ def plan(settings: Settings, with_emulators: bool, concurrency: int) -> list[Chi
             Child("lex-emulator", [*python, "emulate", "lex", "--port", _port(settings.lex_endpoint_url or "")],
                   health_url=f"{settings.lex_endpoint_url}/healthz"),
         ]
-    schedule = str(settings.state_dir / "celerybeat-schedule")
     children += [
+        # It consumes `timers`, so it runs the periodic jobs too (shared/periodic.py): no beat needed.
         Child("worker", [*python, "worker", "-Q", "routing,lex,talkdesk,timers", "--pool", "threads",
-                         "--concurrency", str(concurrency), "--beat", "--schedule", schedule, "--loglevel", "INFO"],
+                         "--concurrency", str(concurrency), "--loglevel", "INFO"],
               hurry_signal=signal.SIGQUIT),
         Child("callback", [*python, "callback"], health_url=f"{callback_url}/healthz"),
         Child("edge", [*python, "edge"], tcp_port=settings.edge_port),
@@ -184,7 +184,7 @@ class Supervisor:
                 child.failures = 1 if uptime >= self.stable_after else child.failures + 1
                 delay = min(self.backoff_max, 2.0 ** (child.failures - 1))
                 child.restart_at = now + delay
-                self._kill_group(child, signal.SIGKILL)  # what it left behind (a beat process) goes too
+                self._kill_group(child, signal.SIGKILL)  # whatever it forked goes too
                 self._note(child, f"{child.name} exited with {_describe(code)} after {uptime:.1f}s; restarting "
                                   f"in {delay:.0f}s (log: {self._log_path(child)})")
             elif now >= child.restart_at:

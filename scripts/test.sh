@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command (README): builds its own virtual environment, starts PostgreSQL and RabbitMQ if
-# they are down, then runs ruff and the whole pytest suite. Extra arguments go to pytest.
+# The test command (README): builds its own virtual environment, installs Debian's chromium if it is
+# missing, starts PostgreSQL and RabbitMQ if they are down, then runs ruff and the whole pytest suite.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,13 @@ if [ ! -x "$VENV_DIR/bin/python" ]; then
 fi
 "$VENV_DIR/bin/python" -m pip install -q --upgrade pip
 "$VENV_DIR/bin/python" -m pip install -q -e '.[test]'
+
+# The page tests drive Debian's Chromium with Playwright (a browser download does not work here).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "test.sh: installing Debian's chromium for the page tests"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() {

@@ -64,7 +64,9 @@ def _make_sqlite_safe(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # read_scope's transactions only read: a deferred BEGIN takes no write lock, so under WAL they
+        # neither wait for a writer nor make one wait.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 @lru_cache(maxsize=8)
@@ -76,6 +78,23 @@ def _session_factory(url: str) -> sessionmaker[Session]:
 def session_scope(url: str) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any exception (which propagates)."""
     with _session_factory(url).begin() as session:
+        yield session
+
+
+READ_ONLY = "lexdesk_read_only"  # execution option: the transaction will not write (see _on_begin)
+
+
+@lru_cache(maxsize=8)
+def _read_session_factory(url: str) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(url).execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+
+@contextmanager
+def read_scope(url: str) -> Iterator[Session]:
+    """A transaction that only reads. On SQLite it takes no write lock (session_scope's BEGIN IMMEDIATE
+    does, for every transaction); on PostgreSQL it is an ordinary transaction. Writing in it on SQLite
+    may fail with 'database is locked': do not."""
+    with _read_session_factory(url).begin() as session:
         yield session
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared.db import read_scope
 from shared.domain import destination_for_customer_message
 from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER, close
@@ -61,6 +63,12 @@ def customer_ended(settings: Settings, conversation_id: str) -> Outcome:
 
 
 def _close(settings: Settings, conversation_id: str, by: str) -> Outcome:
+    # Closed is final (shared/domain.py), so a plain read that finds it closed is already the answer:
+    # no row lock and no write transaction for an `end` or close that repeats one, however many come.
+    with read_scope(settings.database_url) as session:
+        state = session.scalar(select(Conversation.state).where(Conversation.id == conversation_id))
+    if state == ConversationState.CLOSED:
+        return Outcome.CLOSED
     with unit_of_work(settings) as uow:
         conversation = lock_conversation(uow.session, conversation_id)
         if conversation is None:
@@ -68,11 +76,16 @@ def _close(settings: Settings, conversation_id: str, by: str) -> Outcome:
         return Outcome.STORED if close(uow, conversation, by=by) else Outcome.CLOSED
 
 
-def agent_joined(settings: Settings, conversation_id: str, agent_name: str | None) -> Outcome:
+# Talkdesk's events name the conversation by Talkdesk's id: it is looked up, locked and the event stored
+# in one transaction (a lookup of its own would be a second commit for every agent message).
+
+
+def agent_joined(settings: Settings, talkdesk_id: str, agent_name: str | None) -> Outcome:
     with unit_of_work(settings) as uow:
-        conversation = lock_conversation(uow.session, conversation_id)
+        conversation = lock_by_talkdesk_id(uow.session, talkdesk_id)
         if conversation is None:
             return Outcome.UNKNOWN
+        conversation_id = conversation.id
         if conversation.state not in AGENT_SIDE_STATES:
             return Outcome.CLOSED if conversation.state == ConversationState.CLOSED else Outcome.IGNORED
         if conversation.state == ConversationState.AGENT_ACTIVE and conversation.agent_name == agent_name:
@@ -82,12 +95,13 @@ def agent_joined(settings: Settings, conversation_id: str, agent_name: str | Non
         return Outcome.STORED
 
 
-def agent_message(settings: Settings, conversation_id: str, talkdesk_message_id: str, content: str,
+def agent_message(settings: Settings, talkdesk_id: str, talkdesk_message_id: str, content: str,
                   author_name: str | None = None, created_at: str | None = None) -> Outcome:
     with unit_of_work(settings) as uow:
-        conversation = lock_conversation(uow.session, conversation_id)
+        conversation = lock_by_talkdesk_id(uow.session, talkdesk_id)
         if conversation is None:
             return Outcome.UNKNOWN
+        conversation_id = conversation.id
         if find_by_talkdesk_message_id(uow.session, conversation_id, talkdesk_message_id):
             return Outcome.DUPLICATE
         if conversation.state == ConversationState.CLOSED:
@@ -104,8 +118,18 @@ def agent_message(settings: Settings, conversation_id: str, talkdesk_message_id:
         return Outcome.STORED
 
 
-def agent_closed(settings: Settings, conversation_id: str) -> Outcome:
-    return _close(settings, conversation_id, by="agent")
+def agent_closed(settings: Settings, talkdesk_id: str) -> Outcome:
+    with unit_of_work(settings) as uow:
+        conversation = lock_by_talkdesk_id(uow.session, talkdesk_id)
+        if conversation is None:
+            return Outcome.UNKNOWN
+        return Outcome.STORED if close(uow, conversation, by="agent") else Outcome.CLOSED
+
+
+def lock_by_talkdesk_id(session: Session, talkdesk_id: str) -> Conversation | None:
+    return session.scalars(
+        select(Conversation).where(Conversation.talkdesk_conversation_id == talkdesk_id).with_for_update()
+    ).one_or_none()
 
 
 def _join(session: Session, conversation: Conversation, agent_name: str | None) -> None:

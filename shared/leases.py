@@ -1,16 +1,22 @@
 """Per-conversation drain leases (docs/design.md principle 2).
 
-A drain (to Lex, to Talkdesk, or to the customer's socket) holds a lease on (conversation,
-destination) while it sends, so at most one worker sends a conversation's messages to a destination at
-a time, in seq order, however many workers the queue has. The lease lives in a row rather than an
-open transaction so no database transaction is held across an HTTP call, and it works the same on
-SQLite and PostgreSQL. It expires, so a worker killed mid-drain blocks nobody for longer than
-`lease_seconds`; the sweep then re-drains. Claim and release both lock the conversation row, which is
-what makes "release only when nothing is pending" race-free against writers adding messages.
+A drain to Lex or to Talkdesk holds a lease on (conversation, destination) while it sends, so at
+most one worker sends a conversation's messages to a destination at a time, in seq order, however many
+workers the queue has. The lease lives in a row rather than an open transaction so no database
+transaction is held across an HTTP call, and it works the same on SQLite and PostgreSQL. It expires,
+so a worker killed mid-drain blocks nobody for longer than `lease_seconds`; the sweep then re-drains.
+(Delivery to the customer's socket makes no HTTP call and needs no lease: workers/routing.py.)
+
+The lease costs no transaction of its own. It is taken in the transaction that reads the next message
+(`Lease.take`) and renewed or given back in the one that records its outcome (`Lease.settle`), so a
+message costs two commits: read, then settle. Both lock the conversation row, which is what makes
+"give back only when nothing is pending" race-free against writers adding messages: a writer that
+commits a row after the check finds no lease, and the drain it publishes takes one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -48,69 +54,72 @@ def has_pending(session: Session, conversation_id: str, destination: str) -> boo
     )
 
 
-def claim(session: Session, conversation_id: str, destination: str, holder: str, seconds: float) -> bool:
-    if lock_conversation(session, conversation_id) is None:
-        return False
-    lease = session.get(DrainLease, (conversation_id, destination))
-    expires = utcnow() + timedelta(seconds=seconds)
-    if lease is None:
-        session.add(DrainLease(conversation_id=conversation_id, destination=destination, holder=holder,
-                               expires_at=expires))
-        return True
-    if lease.holder != holder and as_utc(lease.expires_at) > utcnow():
-        return False
-    lease.holder, lease.expires_at = holder, expires
-    return True
+class Lease:
+    """One drain's claim on (conversation, destination), held across its transactions."""
 
+    def __init__(self, settings: Settings, conversation_id: str, destination: str) -> None:
+        self.settings = settings
+        self.conversation_id = conversation_id
+        self.destination = destination
+        self.holder = uuid.uuid4().hex
+        self.done = False  # given back: the drain stops
 
-def release(session: Session, conversation_id: str, destination: str, holder: str) -> None:
-    session.execute(
-        delete(DrainLease).where(
-            DrainLease.conversation_id == conversation_id,
-            DrainLease.destination == destination,
-            DrainLease.holder == holder,
-        )
-    )
+    def take(self, session: Session) -> Conversation | None:
+        """In the transaction that reads the next message: the conversation, locked, with the lease
+        claimed or renewed; None if there is no such conversation or another live drain holds it."""
+        conversation = lock_conversation(session, self.conversation_id)
+        if conversation is None:
+            self.done = True
+            return None
+        lease = session.get(DrainLease, (self.conversation_id, self.destination))
+        expires = utcnow() + timedelta(seconds=self.settings.lease_seconds)
+        if lease is None:
+            session.add(DrainLease(conversation_id=self.conversation_id, destination=self.destination,
+                                   holder=self.holder, expires_at=expires))
+        elif lease.holder != self.holder and as_utc(lease.expires_at) > utcnow():
+            self.done = True  # that drain only lets go when nothing is pending: it sends ours too
+            return None
+        else:
+            lease.holder, lease.expires_at = self.holder, expires
+        return conversation
 
-
-def drain(
-    settings: Settings,
-    conversation_id: str,
-    destination: str,
-    step: Callable[[], bool],
-    *,
-    pending: Callable[[Session], bool] | None = None,
-) -> bool:
-    """Run `step` (which handles one pending message and returns False when there was none) while
-    holding the lease. Returns False if another worker holds it: that worker will see our messages,
-    because it only lets go when, under the conversation lock, nothing is pending.
-
-    `pending` replaces the default "is a row pending for this destination" check, for destinations
-    that can have pending rows they cannot send yet (customer frames while no socket is connected)."""
-    holder = uuid.uuid4().hex
-    url = settings.database_url
-    with session_scope(url) as session:
-        if not claim(session, conversation_id, destination, holder, settings.lease_seconds):
+    def settle(self, session: Session) -> bool:
+        """In the transaction that recorded a message's outcome: give the lease back if nothing is
+        pending (True: the drain is done), else renew it (False: go on)."""
+        lock_conversation(session, self.conversation_id)
+        if has_pending(session, self.conversation_id, self.destination):
+            lease = session.get(DrainLease, (self.conversation_id, self.destination))
+            if lease is None or lease.holder != self.holder:
+                self.done = True  # expired mid-step and taken over: the new holder goes on
+                return True
+            lease.expires_at = utcnow() + timedelta(seconds=self.settings.lease_seconds)
             return False
-    idle_checks = 0
+        self.give_back(session)
+        return True
+
+    def give_back(self, session: Session) -> None:
+        session.execute(
+            delete(DrainLease).where(
+                DrainLease.conversation_id == self.conversation_id,
+                DrainLease.destination == self.destination,
+                DrainLease.holder == self.holder,
+            )
+        )
+        self.done = True
+
+
+def drain(settings: Settings, conversation_id: str, destination: str, step: Callable[[Lease], None]) -> None:
+    """Run `step` until the lease is given back. Each step takes the lease in the transaction that reads
+    its message (giving it back there if nothing is pending) and settles it in the one that records the
+    outcome. If a step raises without having given it back (a retry, a crash), it is given back here."""
+    lease = Lease(settings, conversation_id, destination)
     try:
-        while True:
-            if step():
-                idle_checks = 0
-                with session_scope(url) as session:  # renew, so the lease can be short
-                    if not claim(session, conversation_id, destination, holder, settings.lease_seconds):
-                        return False  # expired mid-step and taken over: the new holder goes on
-                continue
-            with session_scope(url) as session:
-                lock_conversation(session, conversation_id)
-                more = pending(session) if pending else has_pending(session, conversation_id, destination)
-                if not more:
-                    release(session, conversation_id, destination, holder)
-                    return True
-            idle_checks += 1
-            if idle_checks > 3:  # a row arriving mid-check is picked up at once; this is a bug instead
-                raise RuntimeError(f"{destination} drain of {conversation_id} sees pending rows it cannot send")
+        while not lease.done:
+            step(lease)
     except BaseException:
-        with session_scope(url) as session:
-            release(session, conversation_id, destination, holder)
+        if not lease.done:
+            # Best effort: the error being raised is the one that matters, and a lease that cannot be
+            # given back (the database is what failed) expires by itself in lease_seconds.
+            with contextlib.suppress(Exception), session_scope(settings.database_url) as session:
+                lease.give_back(session)
         raise

@@ -183,3 +183,26 @@ class OutboxEntry(Base):
     task: Mapped[str] = mapped_column(String(100))
     args: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class PeriodicJob(Base):
+    """A job any worker of the `timers` queue may run, one at a time across all of them
+    (shared/periodic.py): who runs it now (until when), and when and by whom it last finished."""
+
+    __tablename__ = "periodic_jobs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    held_until: Mapped[datetime | None]
+    last_run_at: Mapped[datetime | None]
+    last_holder: Mapped[str | None] = mapped_column(String(128))
+
+
+class Readiness(Base):
+    """One row /readyz writes (shared/readiness.py): "ready" must mean the database takes a write, and a
+    full disk, a locked SQLite file or a read-only replica all still answer SELECT 1."""
+
+    __tablename__ = "readiness"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    checked_at: Mapped[datetime | None]

@@ -1,11 +1,20 @@
 """Transactional outbox: publishing tied to commit.
 
-A task that must run because of a database change is written to the `outbox` table in the same
-transaction as the change (`UnitOfWork.publish_after_commit`). After the commit the entries are
-published and deleted; if the process dies in between, or the broker is down, the entries stay and
-the periodic sweep (`timers.sweep`) publishes them. A task may therefore be published twice; every
-task is idempotent (drains re-read the database), so that is harmless. What cannot happen is a
-committed change whose follow-up work is never published.
+A task that must run because of a database change is named in the same transaction as the change
+(`UnitOfWork.publish_after_commit`) and published once that transaction has committed, never before
+(a worker must not read the database before the change is there).
+
+Two kinds, by what the database already records:
+- Drains (`lex.drain`, `talkdesk.drain`, `routing.deliver`) get no outbox row. The pending rows they
+  drain are the durable record: if the process dies between the commit and the publish, or the broker
+  is down, the sweep (`timers.sweep`) finds a pending row that no drain lease covers and publishes the
+  drain then. An outbox row would be a second record of the same fact, written and deleted in two
+  more transactions per message.
+- Any other task (a still-waiting timer) is written to the `outbox` table in the transaction; after
+  the commit the entries are published and deleted, and the sweep publishes what a crash left behind.
+
+A task may therefore be published twice; every task is idempotent (drains re-read the database), so
+that is harmless. What cannot happen is a committed change whose follow-up work is never published.
 """
 
 from __future__ import annotations
@@ -27,15 +36,24 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 
+# Recovered from the rows they drain (see above): published after commit with no outbox row.
+DRAIN_TASKS = frozenset({"lex.drain", "talkdesk.drain", "routing.deliver"})
+
+
 class UnitOfWork:
     """One transaction plus the tasks to publish once it has committed."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self._entries: list[OutboxEntry] = []
+        self.drains: list[tuple[str, dict[str, Any]]] = []
 
     def publish_after_commit(self, task: str, **kwargs: Any) -> None:
-        # Drains are keyed by conversation: writing the same one twice in a transaction is pointless.
+        if task in DRAIN_TASKS:
+            # Keyed by conversation: the same drain twice in one transaction is pointless.
+            if (task, kwargs) not in self.drains:
+                self.drains.append((task, kwargs))
+            return
         if any(e.task == task and e.args == kwargs for e in self._entries):
             return
         entry = OutboxEntry(task=task, args=kwargs)
@@ -54,8 +72,19 @@ def unit_of_work(settings: Settings) -> Iterator[UnitOfWork]:
         yield uow
         session.flush()
         ids = uow.entry_ids
+    publish_drains(uow.drains)
     if ids:
         relay(settings, ids)
+
+
+def publish_drains(drains: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """Publish drains after their transaction committed. A failure is logged, never raised: the change
+    has committed, and the sweep re-drains the pending rows it left."""
+    for task, kwargs in drains:
+        try:
+            send_task(task, **kwargs)
+        except Exception as exc:
+            log.warning("drain_publish_failed", task=task, error=repr(exc), **kwargs)
 
 
 def relay(settings: Settings, ids: Iterable[int] | None = None, older_than: float | None = None) -> int:

@@ -85,7 +85,9 @@ CLIENT_FRAMES: dict[str, type[Frame]] = {
 # The last one is ours, beyond docs/protocol.md §2: the broker did not confirm a message; the client resends it
 # (same id, so at most one copy counts).
 ERROR_CODES = ("bad_frame", "too_large", "rate_limited", "unknown_type", "invalid_token", "conversation_closed",
-               "not_started", "unavailable")
+               "not_started", "unavailable",
+               # Extension: a newer socket of the conversation replaced this one (close code 4409).
+               "superseded")
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -1,8 +1,10 @@
 """Card data never reaches the database or the logs in clear.
 
 Digit runs of 13-19 digits (spaces and dashes allowed between them) that pass the Luhn check are
-payment card numbers: all but the last four digits are masked. Slot values of card and CVV slots are
-masked whole, whatever they look like, because a 3-digit CVV cannot be recognised by its shape.
+payment card numbers: all but the last four digits are masked. Slot values of card, CVV and card
+expiry slots are masked whole, whatever they look like, because a 3-digit CVV or a "12/27" cannot be
+recognised by its shape. What the customer tells about themselves at `hello` (name, email, locale,
+attributes) goes through the same card masking: a card number typed in a form field is no safer.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from typing import Any
 # Digit runs with single spaces, dashes, dots or slashes between groups; long runs are searched for a
 # card number inside them.
 CARD_CANDIDATE = re.compile(r"(?<![\d])(?:\d[ ./-]{0,2}){12,}\d(?![\d])")
-SENSITIVE_SLOTS = frozenset({"creditcardnumber", "cardnumber", "cvv", "cvc", "securitycode", "pin"})
+SENSITIVE_SLOTS = frozenset({
+    "creditcardnumber", "cardnumber", "cvv", "cvc", "securitycode", "pin",
+    # The card's expiry (the PaymentsBot's ExpirationDate): with the number, it is what a payment needs.
+    "expirationdate", "expirydate", "expiration", "expiry", "expdate", "cardexpiration", "cardexpiry",
+    "cardexpirationdate", "cardexpirydate", "creditcardexpiration", "creditcardexpirationdate",
+})
 MASK = "[redacted]"
 
 
@@ -63,7 +70,21 @@ def is_sensitive_slot(name: str) -> bool:
 
 
 def redact_slots(slots: dict[str, Any]) -> dict[str, Any]:
+    # Other slots keep their value, but a card number that landed in one (a free-text slot) is masked.
     return {
-        name: (MASK if value is not None and is_sensitive_slot(name) else value)
+        name: (MASK if value is not None and is_sensitive_slot(name)
+               else redact_text(value) if isinstance(value, str) else value)
         for name, value in slots.items()
     }
+
+
+def redact_value(value: Any) -> Any:
+    """Card numbers masked in every string of a JSON value (keys too), however deep: the hello's
+    `attributes` are any JSON object, and each of its strings may reach the agent."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {redact_text(str(key)): redact_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_value(item) for item in value]
+    return value

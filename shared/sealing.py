@@ -1,5 +1,5 @@
 """Card data must reach Lex (the PaymentsBot fills its card slots from it) but never the database in
-clear. A customer message that carries a card number, or answers a card/CVV slot, is stored
+clear. A customer message that carries a card number, or answers a card/CVV/expiry slot, is stored
 redacted, with its clear text sealed (Fernet: AES-128-CBC + HMAC-SHA256) under LEXDESK_DATA_KEY.
 The lex worker unseals it for the one RecognizeText call and then wipes the sealed copy, whatever
 the outcome (delivered, dead-lettered or skipped)."""

@@ -89,10 +89,52 @@ class Settings(BaseSettings):
     waiting_prompt_interval: float = Field(20.0, gt=0, le=600)
     waiting_timeout: float = Field(120.0, gt=0, le=1500)
 
+    # How long customer data stays reachable.
+    # Seconds a resume token works after it was issued (every welcome issues a fresh one): a token
+    # copied out of a browser must not open the transcript for ever. At most 30 days.
+    resume_token_ttl: float = Field(24 * 3600.0, ge=1, le=30 * 24 * 3600)
+    # Seconds after a conversation ended during which its token still resumes it (a reload shows the
+    # end); after that, `invalid_token`.
+    closed_resume_grace: float = Field(600.0, ge=0, le=24 * 3600)
+    # Closed conversations whose last activity is older than this many days are deleted with their
+    # messages and connections (timers.purge_expired; `lexdesk purge`). 0 keeps them for ever.
+    retention_days: int = Field(90, ge=0, le=36500)
+
     # Customer edge limits.
     max_frame_bytes: int = Field(16 * 1024, ge=256)
     rate_limit_messages: int = Field(20, ge=1)
     rate_limit_window: float = Field(10.0, gt=0)
+
+    # Customer edge limits per client address and per conversation (services/edge/sessions.py), so
+    # that many sockets cannot multiply the per-socket limit. All are checked in memory, before any
+    # database work; per-conversation counts are per edge node. The client address is the socket's
+    # peer, or, when trusted, the last X-Forwarded-For entry (what the proxy in front of us saw).
+    trust_forwarded_for: bool = False  # only behind a proxy that sets the header: clients can forge it
+    # Messages per LEXDESK_RATE_LIMIT_WINDOW over all sockets of one conversation (resumes included).
+    rate_limit_conversation_messages: int = Field(30, ge=1)
+    # Messages per LEXDESK_RATE_LIMIT_WINDOW over all sockets of one client address (a NAT is many people).
+    rate_limit_address_messages: int = Field(300, ge=1)
+    # Sockets one address may hold open at once, and how many of them may lack a hello/resume; beyond
+    # either, the WebSocket upgrade is refused with HTTP 429.
+    address_max_sockets: int = Field(100, ge=1, le=1_000_000)
+    address_max_unstarted_sockets: int = Field(20, ge=1, le=1_000_000)
+    # New sockets per address in any sliding window of this many seconds (429 beyond).
+    address_new_sockets: int = Field(60, ge=1, le=1_000_000)
+    address_new_sockets_window: float = Field(10.0, gt=0, le=3600)
+    # New conversations (hello) per address in any sliding window (`rate_limited` beyond).
+    address_new_conversations: int = Field(30, ge=1, le=1_000_000)
+    address_new_conversations_window: float = Field(60.0, gt=0, le=86400)
+    # Seconds a socket may stay open without a successful hello or resume; then it is closed (4408).
+    hello_timeout: float = Field(10.0, gt=0, le=3600)
+
+    # HTTP app limits (services/callback/http_server.py): uvicorn has no timeout for a request that
+    # never finishes arriving, so a slow-loris client could hold connections for ever.
+    http_request_timeout: float = Field(10.0, gt=0, le=600)  # seconds to send headers and body, once begun
+    http_keep_alive_timeout: float = Field(5.0, gt=0, le=600)  # idle seconds between requests
+    http_max_connections: int = Field(1000, ge=1)  # uvicorn's limit_concurrency: beyond it, 503
+    http_max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024)  # request line and headers
+    # /readyz must get a short write transaction through within this many seconds, or it answers 503.
+    readiness_timeout: float = Field(2.0, gt=0, le=30)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, **_: Any

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from shared.domain import TranscriptLine
@@ -22,7 +22,7 @@ from shared.models import (
     Sender,
     utcnow,
 )
-from shared.redaction import redact_text
+from shared.redaction import redact_text, redact_value
 
 
 def create_conversation(
@@ -33,14 +33,16 @@ def create_conversation(
     locale: str | None = None,
     attributes: dict[str, Any] | None = None,
 ) -> Conversation:
+    """What the customer said about themselves is card-masked here, the one way in, as bodies are in
+    add_message: these fields reach the agent at handoff (subject, contact_person, context_parameters)."""
     conversation_id = str(uuid.uuid4())
     conversation = Conversation(
         id=conversation_id,
         state=ConversationState.BOT,
-        customer_name=customer_name,
-        customer_email=customer_email,
-        locale=locale,
-        attributes=attributes or {},
+        customer_name=_masked(customer_name, 200),
+        customer_email=_masked(customer_email, 320),
+        locale=_masked(locale, 32),
+        attributes=redact_value(attributes or {}),
         lex_session_id=conversation_id.replace("-", ""),
         last_seq=0,
         last_frame_seq=0,
@@ -49,6 +51,11 @@ def create_conversation(
     session.add(conversation)
     session.flush()
     return conversation
+
+
+def _masked(value: str | None, column_length: int) -> str | None:
+    # "[card ending 1234]" is longer than a 13-digit number: cut to the column, or the insert fails.
+    return None if value is None else redact_text(value)[:column_length]
 
 
 def _advance_counters(session: Session, conversation_id: str, shown: bool) -> tuple[int, int | None]:
@@ -129,12 +136,6 @@ def handoff_in_flight(session: Session, within_seconds: float = 60.0) -> bool:
         Conversation.state == ConversationState.HANDOFF_REQUESTED, Conversation.updated_at > recent))))
 
 
-def conversation_by_talkdesk_id(session: Session, talkdesk_id: str) -> Conversation | None:
-    return session.scalars(
-        select(Conversation).where(Conversation.talkdesk_conversation_id == talkdesk_id)
-    ).one_or_none()
-
-
 def lock_message(session: Session, message_id: int) -> Message:
     """The row, locked: a drain settling it must not race another that took over its lease."""
     return session.scalars(select(Message).where(Message.id == message_id).with_for_update()).one()
@@ -168,17 +169,23 @@ def transcript_lines(messages: Sequence[Message]) -> list[TranscriptLine]:
 def attach_connection(session: Session, conversation_id: str, connection_id: str, node_id: str,
                       dialect: str = "native") -> Connection:
     """The new socket supersedes the conversation's older ones: their node may be dead, and could not
-    have said so."""
-    session.execute(
-        update(Connection)
-        .where(Connection.conversation_id == conversation_id, Connection.disconnected_at.is_(None))
-        .values(disconnected_at=utcnow())
-    )
+    have said so. Their rows go (only a live row is ever read, by current_connection), so a conversation
+    keeps one row, not one per resume: a client resuming in a loop must not grow the table."""
+    session.execute(delete(Connection).where(Connection.conversation_id == conversation_id))
     connection = Connection(conversation_id=conversation_id, connection_id=connection_id, node_id=node_id,
                             dialect=dialect)
     session.add(connection)
     session.flush()
     return connection
+
+
+def live_connections(session: Session, conversation_id: str) -> list[tuple[str, str]]:
+    """(connection id, node id) of the conversation's sockets that are attached now."""
+    rows = session.execute(
+        select(Connection.connection_id, Connection.node_id)
+        .where(Connection.conversation_id == conversation_id, Connection.disconnected_at.is_(None))
+    ).all()
+    return [(row.connection_id, row.node_id) for row in rows]
 
 
 def detach_connection(session: Session, connection_id: str) -> None:

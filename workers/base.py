@@ -15,6 +15,7 @@ from shared.celery_app import get_celery_app
 from shared.clients.errors import DeliveryError
 from shared.db import session_scope
 from shared.domain import backoff_seconds
+from shared.leases import Lease
 from shared.models import Message, MessageStatus
 from shared.settings import Settings, get_settings
 from shared.store import lock_message
@@ -60,13 +61,17 @@ class Failure(StrEnum):
     SUPERSEDED = "superseded"  # no longer pending: a drain that took over our expired lease settled it
 
 
-def record_failure(message_id: int, error: DeliveryError) -> tuple[Failure, Message]:
+def record_failure(message_id: int, error: DeliveryError, lease: Lease | None = None) -> tuple[Failure, Message]:
     """Count the attempt. A permanent error, or a transient one at the attempt bound, marks the
-    message failed so the conversation's stream moves on. Only a pending row is touched."""
+    message failed so the conversation's stream moves on. Only a pending row is touched. The drain's
+    lease is settled in the same transaction: given back for a retry (the retried drain takes it again),
+    renewed or given back otherwise."""
     config = settings()
     with session_scope(config.database_url) as session:
         message = lock_message(session, message_id)
         if message.status != MessageStatus.PENDING:
+            if lease is not None:
+                lease.settle(session)
             return Failure.SUPERSEDED, message
         message.attempts += 1
         message.last_error = str(error)[:2000]
@@ -78,6 +83,11 @@ def record_failure(message_id: int, error: DeliveryError) -> tuple[Failure, Mess
         log.warning("delivery_failed", message_id=message_id, conversation_id=message.conversation_id,
                     destination=message.destination, attempts=message.attempts, error_class=error.error_class,
                     dead_lettered=dead, error=str(error)[:300])
+        if lease is not None:
+            if dead:
+                lease.settle(session)
+            else:
+                lease.give_back(session)
         return (Failure.DEAD if dead else Failure.RETRY), message
 
 

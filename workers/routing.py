@@ -3,14 +3,14 @@ customer's acknowledgements and resumes say what must go (again)."""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
 from shared.edge_bus import publish_frames
-from shared.leases import drain, lock_conversation
+from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER
-from shared.models import Connection, Destination, Message, MessageStatus, utcnow
+from shared.models import Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
 from shared.store import current_connection, customer_frame
 from workers.base import LexdeskTask, app, settings
@@ -77,22 +77,22 @@ def customer_resumed(conversation_id: str, last_seq: int) -> None:
 
 @app.task(name="routing.deliver", base=LexdeskTask)
 def deliver(conversation_id: str) -> None:
-    """Drain the conversation's pending frames to the node holding the customer's socket. With no
-    socket they stay pending and go out, in order, when the customer resumes."""
-    config = settings()
+    """Send the conversation's pending frames to the node holding the customer's socket, in one
+    transaction per batch. With no socket they stay pending and go out, in order, when the customer
+    resumes.
 
-    def deliverable(session: Session) -> bool:
-        live = exists().where(Connection.conversation_id == conversation_id, Connection.disconnected_at.is_(None))
-        pending = exists().where(Message.conversation_id == conversation_id,
-                                 Message.destination == Destination.CUSTOMER,
-                                 Message.status == MessageStatus.PENDING)
-        return bool(session.scalar(select(and_(live, pending))))
-
-    def step() -> bool:
-        with session_scope(config.database_url) as session:
+    No drain lease: this makes no HTTP call, so it holds the conversation's row lock while it reads,
+    publishes and marks the frames `sent`. Two deliveries of one conversation cannot interleave, and a
+    batch leaves in `frame_seq` order. If the commit fails after the publish, the frames are still
+    pending and go out again with the same seq, which the client drops (docs/protocol.md §2)."""
+    url = settings().database_url
+    while True:
+        with session_scope(url) as session:
+            if lock_conversation(session, conversation_id) is None:
+                return
             connection = current_connection(session, conversation_id)
             if connection is None:
-                return False
+                return
             messages = session.scalars(
                 select(Message)
                 .where(Message.conversation_id == conversation_id, Message.destination == Destination.CUSTOMER,
@@ -101,7 +101,7 @@ def deliver(conversation_id: str) -> None:
                 .limit(FRAMES_PER_PUBLISH)
             ).all()
             if not messages:
-                return False
+                return
             publish_frames(connection.node_id, conversation_id, connection.connection_id,
                            [customer_frame(m) for m in messages])
             now = utcnow()
@@ -109,6 +109,5 @@ def deliver(conversation_id: str) -> None:
                 message.status = MessageStatus.SENT
                 message.sent_at = now
                 message.attempts += 1
-            return True
-
-    drain(config, conversation_id, Destination.CUSTOMER, step, pending=deliverable)
+        if len(messages) < FRAMES_PER_PUBLISH:
+            return

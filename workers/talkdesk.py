@@ -10,12 +10,12 @@ from celery import Task
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.clients.errors import ConversationEndedError, DeliveryError
+from shared.clients.errors import ConversationEndedError, DeliveryError, classified
 from shared.clients.factory import talkdesk_client
 from shared.db import session_scope
 from shared.domain import handoff_request
+from shared.leases import Lease, lock_conversation
 from shared.leases import drain as drain_with_lease
-from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER, close, fail_handoff
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
@@ -26,18 +26,23 @@ from workers.base import Failure, LexdeskTask, RetryLater, app, log, record_fail
 @app.task(name="talkdesk.drain", bind=True, base=LexdeskTask)
 def drain(self: Task, conversation_id: str) -> None:
     try:
-        drain_with_lease(settings(), conversation_id, Destination.TALKDESK, lambda: _step(conversation_id))
+        drain_with_lease(settings(), conversation_id, Destination.TALKDESK,
+                         lambda lease: _step(conversation_id, lease))
     except RetryLater as exc:
         retry_drain(self, exc)
 
 
-def _step(conversation_id: str) -> bool:
+def _step(conversation_id: str, lease: Lease) -> None:
+    """One message: read it (taking the lease), call Talkdesk, record the outcome (settling the lease)."""
     config = settings()
     with session_scope(config.database_url) as session:
-        conversation = lock_conversation(session, conversation_id)
+        conversation = lease.take(session)
+        if conversation is None:
+            return
         message = next_pending(session, conversation_id, Destination.TALKDESK)
-        if conversation is None or message is None:
-            return False
+        if message is None:
+            lease.give_back(session)
+            return
         message_id, event, body = message.id, message.event, message.body
         # Globally unique and stable across retries and replays: the conversation's UUID and the row's
         # place in it (a row id would repeat across databases sharing one Talkdesk account).
@@ -47,30 +52,34 @@ def _step(conversation_id: str) -> bool:
             # Only reachable after a failed handoff skipped what was queued behind it.
             message.status = MessageStatus.SKIPPED
             message.last_error = "no Talkdesk conversation to send to"
-            return True
+            lease.settle(session)
+            return
         start_body = _handoff_body(session, conversation, message) if event == "handoff_requested" else None
     client = talkdesk_client()
     try:
         if event == "handoff_requested":
             assert start_body is not None
-            talkdesk_id = client.start_conversation(start_body, idempotency_key=idempotency_key)
-            _handoff_done(conversation_id, message_id, talkdesk_id)
+            with classified("Talkdesk start conversation"):
+                talkdesk_id = client.start_conversation(start_body, idempotency_key=idempotency_key)
+            _handoff_done(conversation_id, message_id, talkdesk_id, lease)
         elif event == "conversation_ended":
             if talkdesk_id is not None:
                 _end_quietly(talkdesk_id)
-            _mark_delivered(message_id)
+            _mark_delivered(message_id, lease)
         else:
             assert talkdesk_id is not None
-            sent = client.send_message(talkdesk_id, body, idempotency_key=idempotency_key)
-            _mark_delivered(message_id, sent.message_id or sent.id)
+            with classified("Talkdesk send message"):
+                sent = client.send_message(talkdesk_id, body, idempotency_key=idempotency_key)
+            _mark_delivered(message_id, lease, sent.message_id or sent.id)
     except ConversationEndedError as error:
         record_failure(message_id, error)
         with unit_of_work(config) as uow:
             ended = lock_conversation(uow.session, conversation_id)
             if ended is not None:
-                close(uow, ended, by="agent")
+                close(uow, ended, by="agent")  # settles every pending row: nothing is left to drain
+            lease.settle(uow.session)
     except DeliveryError as error:
-        outcome, failed = record_failure(message_id, error)
+        outcome, failed = record_failure(message_id, error, lease)
         if outcome == Failure.RETRY:
             raise RetryLater(retry_delay(failed, error), error) from error
         if outcome == Failure.DEAD and event == "handoff_requested":
@@ -78,7 +87,6 @@ def _step(conversation_id: str) -> bool:
                 conversation = lock_conversation(uow.session, conversation_id)
                 if conversation is not None and conversation.state == ConversationState.HANDOFF_REQUESTED:
                     fail_handoff(uow, conversation, reason=error.error_class)
-    return True
 
 
 def _handoff_body(session: Session, conversation: Conversation, handoff: Message) -> dict[str, Any]:
@@ -96,10 +104,11 @@ def _handoff_body(session: Session, conversation: Conversation, handoff: Message
     )
 
 
-def _handoff_done(conversation_id: str, message_id: int, talkdesk_id: str) -> None:
+def _handoff_done(conversation_id: str, message_id: int, talkdesk_id: str, lease: Lease) -> None:
     with unit_of_work(settings()) as uow:
         conversation = lock_conversation(uow.session, conversation_id)
         if conversation is None:
+            lease.settle(uow.session)
             return
         _set_delivered(uow.session.get_one(Message, message_id), talkdesk_id)
         conversation.talkdesk_conversation_id = talkdesk_id
@@ -110,16 +119,19 @@ def _handoff_done(conversation_id: str, message_id: int, talkdesk_id: str) -> No
         elif conversation.state == ConversationState.CLOSED:
             # The customer left while the handoff was in flight: the end row queued behind it ends it.
             log.info("handoff_completed_after_close", conversation_id=conversation_id)
+        lease.settle(uow.session)
 
 
 def _end_quietly(talkdesk_id: str) -> None:
-    with suppress(ConversationEndedError):  # ended on the Talkdesk side already: what we wanted
+    with suppress(ConversationEndedError), classified("Talkdesk end conversation"):
+        # Ended on the Talkdesk side already: what we wanted.
         talkdesk_client().end_conversation(talkdesk_id)
 
 
-def _mark_delivered(message_id: int, talkdesk_message_id: str | None = None) -> None:
+def _mark_delivered(message_id: int, lease: Lease, talkdesk_message_id: str | None = None) -> None:
     with session_scope(settings().database_url) as session:
         _set_delivered(lock_message(session, message_id), talkdesk_message_id)
+        lease.settle(session)
 
 
 def _set_delivered(message: Message, external_id: str | None) -> None:

@@ -1,12 +1,14 @@
-"""Queue `timers`: periodic work (run by Celery beat). The sweep is what makes "publish after commit"
-and "a killed worker loses nothing" hold even when the broker or a process died at the wrong moment."""
+"""Queue `timers`: periodic work, run by every timers worker one run at a time (shared/periodic.py,
+workers/app.py), and the still-waiting timers. The sweep is what makes "publish after commit" and "a
+killed worker loses nothing" hold even when the broker or a process died at the wrong moment."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from celery import Task
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import Select, and_, exists, func, select, update
 
 from shared.celery_app import send_task
 from shared.db import session_scope
@@ -25,6 +27,7 @@ from shared.models import (
     utcnow,
 )
 from shared.outbox import relay, unit_of_work
+from shared.retention import cutoff_for, purge
 from shared.store import add_message
 from workers.base import LexdeskTask, app, log, settings
 
@@ -40,6 +43,11 @@ WAITING_TIMEOUT_TEXT = "Let's pick this up when you're ready: just send your ans
 # A socket that has not acknowledged a frame for this long is on a node that died without saying so;
 # the frames wait for the customer's resume instead of being re-published forever.
 RESEND_GIVE_UP_SECONDS = 900.0
+# A retention run deletes for at most this long, then the next run goes on where it stopped: the
+# periodic runner runs its jobs one after another, so a first run over a long backlog would otherwise
+# hold up the sweep (and, run as a Celery task, outlast RabbitMQ's consumer timeout).
+PURGE_MAX_SECONDS = 30.0
+STRANDED_PER_SWEEP = 500  # drains re-published per destination kind and sweep
 
 
 @app.task(name="timers.sweep", base=LexdeskTask)
@@ -58,24 +66,36 @@ def sweep() -> dict[str, int]:
                    Message.created_at > now - timedelta(seconds=RESEND_GIVE_UP_SECONDS), live)
             .values(status=MessageStatus.PENDING)
         ).rowcount
-        # Pending rows with no live lease: their drain task was lost (killed worker, lost publish).
+        stale = now - timedelta(seconds=STALE_AFTER_SECONDS)
+        # Rows for Lex and Talkdesk pending with no live lease: their drain was never published (a crash
+        # between commit and publish: drains have no outbox row) or died with its worker.
         leased = exists().where(DrainLease.conversation_id == Message.conversation_id,
                                 DrainLease.destination == Message.destination, DrainLease.expires_at > now)
-        stranded = session.execute(
-            select(Message.conversation_id, Message.destination)
-            .distinct()
-            .where(Message.status == MessageStatus.PENDING,
-                   Message.created_at < now - timedelta(seconds=STALE_AFTER_SECONDS), ~leased,
-                   Message.destination.in_(list(DRAIN_TASKS)))
-            .limit(1000)
-        ).all()
-    for conversation_id, destination in stranded:
+        to_vendors = _oldest_first(
+            select(Message.conversation_id, Message.destination, func.min(Message.created_at).label("oldest"))
+            .where(Message.status == MessageStatus.PENDING, Message.created_at < stale, ~leased,
+                   Message.destination.in_([Destination.LEX, Destination.TALKDESK])))
+        # Frames for the customer, only where a socket is live: without one they wait for the customer's
+        # resume, which sends them; re-publishing their delivery every sweep would do nothing, for ever.
+        to_sockets = _oldest_first(
+            select(Message.conversation_id, Message.destination, func.min(Message.created_at).label("oldest"))
+            .where(Message.status == MessageStatus.PENDING, Message.created_at < stale,
+                   Message.destination == Destination.CUSTOMER, live))
+        stranded = [*session.execute(to_vendors).all(), *session.execute(to_sockets).all()]
+    for conversation_id, destination, _oldest in stranded:
         send_task(DRAIN_TASKS[Destination(destination)], conversation_id=conversation_id)
     purged = purge_consumed(config.broker_url)
     if relayed or resent or stranded:
         log.info("sweep", outbox_relayed=relayed, frames_resent=resent, drains_restarted=len(stranded),
                  broker_rows_purged=purged)
     return {"outbox_relayed": relayed, "frames_resent": resent, "drains_restarted": len(stranded)}
+
+
+def _oldest_first(query: Select[Any]) -> Select[Any]:
+    # Oldest first and bounded: a backlog beyond one sweep's share is taken on by the next sweeps, and
+    # the longest-stranded conversation is never the one starved.
+    return (query.group_by(Message.conversation_id, Message.destination)
+            .order_by(func.min(Message.created_at)).limit(STRANDED_PER_SWEEP))
 
 
 @app.task(name="timers.still_waiting", bind=True, base=LexdeskTask)
@@ -125,3 +145,17 @@ def close_inactive() -> int:
             if conversation is not None and as_utc(conversation.updated_at) < cutoff:
                 closed += close(uow, conversation, by="timeout")
     return closed
+
+
+@app.task(name="timers.purge_expired", base=LexdeskTask)
+def purge_expired() -> dict[str, object]:
+    """Closed conversations older than LEXDESK_RETENTION_DAYS go, with their messages (shared/retention.py)."""
+    config = settings()
+    if config.retention_days == 0:  # keep for ever
+        return {"conversations": 0, "messages": 0, "connections": 0, "dry_run": False, "complete": True}
+    result = purge(config.database_url, cutoff_for(timedelta(days=config.retention_days)),
+                   max_seconds=PURGE_MAX_SECONDS)
+    if result.conversations:
+        log.info("retention_purged", conversations=result.conversations, messages=result.messages,
+                 connections=result.connections, complete=result.complete, retention_days=config.retention_days)
+    return result.as_json()

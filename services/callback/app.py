@@ -19,22 +19,31 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.callback.codehook import add_code_hook_route
+from services.callback.http_server import uvicorn_options
 from services.callback.schemas import Accepted, AgentJoined, AgentMessage, Close, ReplayRequest, Webhook
 from shared import dead_letters, inbound
 from shared.celery_app import get_celery_app
-from shared.db import session_scope
+from shared.db import read_scope, session_scope
 from shared.metrics import DatabaseCollector, HttpMetrics
-from shared.models import Conversation
+from shared.models import Conversation, utcnow
+from shared.periodic import last_run
+from shared.readiness import check_database_writable, describe
 from shared.settings import Settings
-from shared.store import conversation_by_talkdesk_id, customer_frame, handoff_in_flight, transcript
+from shared.store import customer_frame, handoff_in_flight, transcript
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_BIGINT = 2**63 - 1  # what PostgreSQL's bigint holds
 CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
+# Every operator route is one of these or under /api/; every Talkdesk route is under /talkdesk/ (and the
+# Lex code hook takes the same key). The credential for a path is checked by its prefix, before anything
+# else (see _count).
+OPERATOR_PATHS = frozenset({"/readyz", "/metrics"})
+KEY_PATHS = frozenset({"/lex/code-hook"})  # outside /talkdesk/, with Talkdesk's key all the same
 
 
 class ApiError(HTTPException):
@@ -44,14 +53,18 @@ class ApiError(HTTPException):
 
 
 def create_app(settings: Settings) -> FastAPI:
-    settings.require("callback_api_key", "admin_token")
+    # The resume-token secret signs the conversation handles the Lex code hook hands out.
+    settings.require("callback_api_key", "admin_token", "resume_token_secret")
     assert settings.callback_api_key is not None and settings.admin_token is not None
     api_key = settings.callback_api_key.get_secret_value().encode()
     admin_token = settings.admin_token.get_secret_value().encode()
     registry = CollectorRegistry()
     registry.register(DatabaseCollector(settings.database_url))
     metrics = HttpMetrics(registry)
-    app = FastAPI(title="lexdesk callback and operator API", version="1")
+    # No public /docs, /redoc or /openapi.json: the schema is served to operators at /api/openapi.json.
+    app = FastAPI(title="lexdesk callback and operator API", version="1", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.uvicorn_options = uvicorn_options(settings)  # how `lexdesk callback` serves it
     # Streamed bodies over the limit are refused (413) as they arrive, inside the routes, so the answer
     # goes through our error handler; a declared Content-Length over it is refused in _count.
     app.router.max_body_size = MAX_BODY_BYTES
@@ -93,9 +106,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def _count(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        refused = unauthenticated(request)
+        if refused is not None:
+            # The credential first (docs/protocol.md §3: before the body is parsed), before the size and
+            # the route too: a caller without it learns nothing about what its request would have got.
+            response: Response = refused
+        elif declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             # Refused before reading (a streamed body over the limit is refused by max_body_size).
-            response: Response = JSONResponse(too_large, status_code=413)
+            response = JSONResponse(too_large, status_code=413)
         else:
             response = await call_next(request)
         route = request.scope.get("route")
@@ -111,14 +129,37 @@ def create_app(settings: Settings) -> FastAPI:
             if value is not None and "\x00" in value:
                 raise ApiError(422, "invalid_filter", f"{name}: must not contain the NUL character")
 
+    def key_ok(x_api_key: str | None) -> bool:
+        return x_api_key is not None and hmac.compare_digest(x_api_key.encode(), api_key)
+
+    def bearer_ok(authorization: str | None) -> bool:
+        scheme, _, token = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), admin_token)
+
+    wrong_key = "missing or wrong X-Api-Key"
+    wrong_token = "missing or wrong bearer token (LEXDESK_ADMIN_TOKEN)"
+
+    def unauthenticated(request: Request) -> JSONResponse | None:
+        """The 401 for a request to a Talkdesk or operator path without its credential, else None."""
+        path = request.scope["path"]
+        if (path.startswith("/talkdesk/") or path in KEY_PATHS) and not key_ok(request.headers.get("x-api-key")):
+            message = wrong_key
+        elif ((path in OPERATOR_PATHS or path.startswith("/api/"))
+              and not bearer_ok(request.headers.get("authorization"))):
+            message = wrong_token
+        else:
+            return None
+        return JSONResponse({"error": "unauthorized", "message": message}, status_code=401)
+
+    # The same checks as dependencies too: they put the headers in the API schema, and hold for a route
+    # even if it ever moved out from under the prefixes above.
     def talkdesk_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
-        if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key):
-            raise ApiError(401, "unauthorized", "missing or wrong X-Api-Key")
+        if not key_ok(x_api_key):
+            raise ApiError(401, "unauthorized", wrong_key)
 
     def operator(authorization: Annotated[str | None, Header()] = None) -> None:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), admin_token):
-            raise ApiError(401, "unauthorized", "missing or wrong bearer token (LEXDESK_ADMIN_TOKEN)")
+        if not bearer_ok(authorization):
+            raise ApiError(401, "unauthorized", wrong_token)
 
     TalkdeskAuth = Depends(talkdesk_key)
     OperatorAuth = Depends(operator)
@@ -130,16 +171,14 @@ def create_app(settings: Settings) -> FastAPI:
         if "\x00" in talkdesk_id:  # PostgreSQL text cannot hold it: no conversation can have that id
             raise ApiError(404, "unknown_conversation", "no conversation with that Talkdesk id")
         try:
-            with session_scope(settings.database_url) as session:
-                conversation = conversation_by_talkdesk_id(session, talkdesk_id)
-                ours = conversation.id if conversation is not None else None
-                # Talkdesk can call back before the worker that started the conversation has stored
-                # its id: while a handoff is in flight an unknown id is "retry", not "never".
-                wait = ours is None and handoff_in_flight(session)
-            if wait:
-                raise ApiError(503, "unknown_conversation_yet", f"no conversation with Talkdesk id {talkdesk_id!r} "
-                               "yet; a handoff is in progress, retry", retry_after=1)
-            outcome = operation(settings, ours, *args) if ours is not None else inbound.Outcome.UNKNOWN
+            outcome = operation(settings, talkdesk_id, *args)  # looked up and stored in one transaction
+            # Talkdesk can call back before the worker that started the conversation has stored its
+            # id: while a handoff is in flight an unknown id is "retry", not "never".
+            if outcome == inbound.Outcome.UNKNOWN:
+                with read_scope(settings.database_url) as session:
+                    if handoff_in_flight(session):
+                        raise ApiError(503, "unknown_conversation_yet", f"no conversation with Talkdesk id "
+                                       f"{talkdesk_id!r} yet; a handoff is in progress, retry", retry_after=1)
         except SQLAlchemyError as exc:
             raise ApiError(503, "unavailable", f"could not store the event ({type(exc).__name__}); retry") from exc
         if outcome == inbound.Outcome.UNKNOWN:
@@ -179,6 +218,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     # -- operators ---------------------------------------------------------------------------------------
 
+    add_code_hook_route(app, settings, api_key)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -187,11 +228,11 @@ def create_app(settings: Settings) -> FastAPI:
     def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
-            with session_scope(settings.database_url) as session:
-                session.execute(text("SELECT 1"))
+            # A write, within LEXDESK_READINESS_TIMEOUT: SELECT 1 succeeds on a full disk or a locked file.
+            check_database_writable(settings.database_url, settings.readiness_timeout)
             checks["database"] = "ok"
         except Exception as exc:
-            checks["database"] = f"error: {type(exc).__name__}"
+            checks["database"] = f"error: {describe(exc)}"
         try:
             options = get_celery_app().conf.broker_transport_options or {}
             with Connection(settings.broker_url, transport_options=options, connect_timeout=3) as connection:
@@ -199,9 +240,33 @@ def create_app(settings: Settings) -> FastAPI:
             checks["broker"] = "ok"
         except Exception as exc:
             checks["broker"] = f"error: {type(exc).__name__}"
+        # Read from the database: while it is not ready that read could only wait (on SQLite, for the
+        # 30 s busy timeout) to say the same.
+        checks["sweep"] = sweep_check() if checks["database"] == "ok" else "unknown: the database is not ready"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
                             status_code=200 if ready else 503)
+
+    def sweep_check() -> str:
+        """Recovery runs only while some timers worker runs the sweep (shared/periodic.py): three
+        intervals without one means messages a crash stranded stay stranded, so say it."""
+        try:
+            ran_at, holder = last_run(settings.database_url, "sweep")
+        except Exception as exc:
+            return f"error: {type(exc).__name__}"
+        allowed = 3 * settings.sweep_interval
+        if ran_at is None:
+            return (f"error: no sweep has run yet; is a worker consuming the timers queue running? "
+                    f"(expected one every {settings.sweep_interval:g}s)")
+        age = (utcnow() - ran_at).total_seconds()
+        if age > allowed:
+            return (f"error: no sweep for {age:.0f}s (last by {holder}); is a worker consuming the timers "
+                    f"queue running? (expected one every {settings.sweep_interval:g}s)")
+        return "ok"
+
+    @app.get("/api/openapi.json", dependencies=[OperatorAuth], include_in_schema=False)
+    def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/metrics", dependencies=[OperatorAuth])
     def prometheus() -> PlainTextResponse:

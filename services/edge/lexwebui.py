@@ -1,13 +1,12 @@
 """The AWS Lex Web UI's live-chat dialect (docs/protocol.md §2, "Lex Web UI compatibility"), so an
 existing Lex Web UI deployment can point `talkDeskWebsocketEndpoint` at lexdesk.
 
-The browser connects to `/talkdesk?conversationId=<Talkdesk conversation id>` after the bot has put
-that id in the session attribute `talkdesk_conversation_id`, sends
-`{"action":"onMessage","message":S,"conversationId":ID}`, ends with close code 4000, and understands
-`{"event_type":"message_created","content":S,"author_name":A}` and `{"event_type":"conversation_ended"}`.
-In such a deployment the Talkdesk conversation was started by the bot's own fulfilment code, so an
-id lexdesk has not seen is adopted (as the Lambda reference's DynamoDB mapping did): from then on
-Talkdesk's callbacks for it reach this socket.
+The browser connects to `/talkdesk?conversationId=<value>` with the value the bot put in the session
+attribute `talkdesk_conversation_id`, sends `{"action":"onMessage","message":S,"conversationId":ID}`,
+ends with close code 4000, and understands `{"event_type":"message_created","content":S,"author_name":A}`
+and `{"event_type":"conversation_ended"}`. That value is a handle lexdesk's code hook signed
+(shared/handles.py, shared/codehook.py); anything else is refused with close code 4401 and leaves no
+row: knowing a Talkdesk or lexdesk conversation id is not enough to read or write someone's chat.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ from typing import Any
 
 PATH = "/talkdesk"
 END_CLOSE_CODE = 4000
+# The conversationId is not a handle lexdesk issued (docs/protocol.md §2, v1.1: a code in the 4400s).
+REFUSED_CLOSE_CODE = 4401
 
 
 def server_frame(frame: dict[str, Any]) -> dict[str, Any] | None:

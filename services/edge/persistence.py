@@ -4,16 +4,18 @@ conversation, attach a socket to one, detach it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from shared.db import session_scope
-from shared.models import Conversation, ConversationState
+from shared.leases import as_utc
+from shared.models import Conversation, ConversationState, utcnow
 from shared.protocol import Hello
 from shared.store import (
     attach_connection,
-    conversation_by_talkdesk_id,
     create_conversation,
     detach_connection,
     detach_node,
+    live_connections,
 )
 
 
@@ -22,6 +24,9 @@ class Attached:
     conversation_id: str
     state: str
     last_frame_seq: int
+    acked_frame_seq: int = 0
+    # (connection id, node id) of the sockets this one replaced: they are told, then closed.
+    superseded: tuple[tuple[str, str], ...] = ()
 
 
 def open_conversation(url: str, hello: Hello, connection_id: str, node_id: str) -> Attached:
@@ -38,27 +43,26 @@ def open_conversation(url: str, hello: Hello, connection_id: str, node_id: str) 
         return Attached(conversation.id, conversation.state, 0)
 
 
-def attach(url: str, conversation_id: str, connection_id: str, node_id: str) -> Attached | None:
+def attach(url: str, conversation_id: str, connection_id: str, node_id: str,
+           dialect: str = "native", closed_grace: float | None = None) -> Attached | None:
+    """This socket becomes the conversation's one live socket; None if there is no such conversation,
+    or it ended more than `closed_grace` seconds ago (a reload right after the end still shows it; a
+    token kept for later no longer opens the transcript)."""
     with session_scope(url) as session:
         conversation = session.get(Conversation, conversation_id)
         if conversation is None:
             return None
-        attach_connection(session, conversation_id, connection_id, node_id)
-        return Attached(conversation.id, conversation.state, conversation.last_frame_seq)
+        if closed_grace is not None and _closed_before(conversation, utcnow() - timedelta(seconds=closed_grace)):
+            return None
+        superseded = tuple(live_connections(session, conversation_id))
+        attach_connection(session, conversation_id, connection_id, node_id, dialect=dialect)
+        return Attached(conversation.id, conversation.state, conversation.last_frame_seq,
+                        conversation.acked_frame_seq, superseded)
 
 
-def adopt_talkdesk_conversation(url: str, talkdesk_id: str, connection_id: str, node_id: str) -> Attached:
-    """The conversation with this Talkdesk id (created if lexdesk has not seen it: see lexwebui.py),
-    with this socket attached."""
-    with session_scope(url) as session:
-        conversation = conversation_by_talkdesk_id(session, talkdesk_id)
-        if conversation is None:
-            conversation = create_conversation(session)
-            conversation.state = ConversationState.AGENT_QUEUED
-            conversation.talkdesk_conversation_id = talkdesk_id
-            session.flush()
-        attach_connection(session, conversation.id, connection_id, node_id, dialect="lexwebui")
-        return Attached(conversation.id, conversation.state, conversation.last_frame_seq)
+def _closed_before(conversation: Conversation, cutoff: datetime) -> bool:
+    return (conversation.state == ConversationState.CLOSED and conversation.closed_at is not None
+            and as_utc(conversation.closed_at) < cutoff)
 
 
 def forget_node(url: str, node_id: str) -> int:

@@ -29,9 +29,19 @@ from websockets.http11 import Request, Response
 
 from services.edge import lexwebui, persistence, tokens
 from services.edge.node_queue import NodeQueueConsumer
-from services.edge.sessions import CustomerSession, RateLimiter, SessionRegistry
-from shared import inbound
+from services.edge.sessions import (
+    AddressLimits,
+    Admission,
+    CustomerSession,
+    KeyedRateLimiters,
+    RateLimiter,
+    SessionRegistry,
+    client_key,
+    first_exhausted,
+)
+from shared import handles, inbound
 from shared.celery_app import get_celery_app, send_task
+from shared.edge_bus import publish_frames
 from shared.protocol import (
     CLIENT_FRAMES,
     Ack,
@@ -53,6 +63,14 @@ ACK_COALESCE_SECONDS = 0.2  # what _store returns when the database failed
 # Frames over max_frame_bytes get a `too_large` error and the socket stays open; beyond this hard
 # limit the websockets library closes the connection (1009) without buffering the rest.
 HARD_LIMIT_FACTOR = 4
+# A socket that has not started a conversation (hello or resume) within LEXDESK_HELLO_TIMEOUT is closed
+# with this code (like HTTP's 408): idle sockets must not pile up at no cost to whoever opens them.
+HELLO_TIMEOUT_CLOSE_CODE = 4408
+# A newer socket of the same conversation (another tab, a reload) replaced this one: the client is told
+# (native: this error frame) and the socket is closed with this code. The chat page does not reconnect
+# on it, or two tabs would take the conversation from each other for ever.
+SUPERSEDED_CLOSE_CODE = 4409
+SUPERSEDED = error_frame("superseded", "this conversation was opened in another window; this one is closed")
 
 
 class EdgeServer:
@@ -62,7 +80,18 @@ class EdgeServer:
         self.settings = settings
         self.node_id = settings.node_id
         self._secret = settings.resume_token_secret.get_secret_value().encode()
+        self._handle_secret = settings.resume_token_secret.get_secret_value()  # shared/handles.py
         self.registry = SessionRegistry()
+        # Limits beyond the socket's own (docs/protocol.md §2), in memory and per node (sessions.py): a
+        # conversation's count is this node's, which is enough to stop many sockets multiplying it.
+        self.address_limits = AddressLimits(
+            settings.address_max_sockets, settings.address_max_unstarted_sockets, settings.address_new_sockets,
+            settings.address_new_sockets_window, settings.address_new_conversations,
+            settings.address_new_conversations_window)
+        self.conversation_messages = KeyedRateLimiters(settings.rate_limit_conversation_messages,
+                                                       settings.rate_limit_window)
+        self.address_messages = KeyedRateLimiters(settings.rate_limit_address_messages, settings.rate_limit_window)
+        self._admissions: dict[ServerConnection, Admission] = {}
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="edge-io")
         self._consumer: NodeQueueConsumer | None = None
         self.port: int | None = None
@@ -101,7 +130,31 @@ class EdgeServer:
         if request.path.split("?", 1)[0] not in (NATIVE_PATH, lexwebui.PATH):
             return connection.respond(HTTPStatus.NOT_FOUND,
                                       f"no WebSocket endpoint at {request.path}; use /ws (or /talkdesk)\n")
+        # Per-address socket limits, at the upgrade: a refused socket costs a few bytes of HTTP, no session.
+        admission = self.address_limits.admit(self._client_address(connection, request))
+        if isinstance(admission, str):
+            return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, f"{admission}; try again later\n")
+        # Counted until the TCP connection is gone, however it goes: the handler may never run (the
+        # handshake can still fail after this hook), so the release hangs on the connection itself.
+        self._admissions[connection] = admission
+        connection.connection_lost_waiter.add_done_callback(lambda _: self._release(connection))
         return None
+
+    def _release(self, connection: ServerConnection) -> None:
+        admission = self._admissions.pop(connection, None)
+        if admission is not None:
+            self.address_limits.release(admission)
+
+    def _client_address(self, connection: ServerConnection, request: Request) -> str:
+        if self.settings.trust_forwarded_for:
+            # The last entry is the one the proxy in front of us added (the peer it saw); anything before
+            # it came from the client and proves nothing. Cut short: it becomes a key in memory.
+            entries = [entry.strip() for value in request.headers.get_all("X-Forwarded-For")
+                       for entry in value.split(",") if entry.strip()]
+            if entries:
+                return client_key(entries[-1][:64])
+        peer = connection.remote_address
+        return client_key(str(peer[0])) if peer else "unknown"
 
     # -- frames from workers --------------------------------------------------------------------------
 
@@ -115,6 +168,11 @@ class EdgeServer:
     async def _write_frames(self, session: CustomerSession) -> None:
         while True:
             frame = await session.outbound.get()
+            if frame == SUPERSEDED:
+                await self._send(session, frame)
+                session.closed = True
+                await session.websocket.close(SUPERSEDED_CLOSE_CODE, "opened in another window")
+                return
             if session.dialect == "lexwebui":
                 translated = lexwebui.server_frame(frame)
                 if translated is not None:
@@ -141,12 +199,17 @@ class EdgeServer:
         limits = RateLimiter(self.settings.rate_limit_messages, self.settings.rate_limit_window)
         session = CustomerSession(connection_id=uuid.uuid4().hex, websocket=websocket, dialect=dialect,
                                   limiter=limits)
+        session.admission = self._admissions.get(websocket)
+        session.address = session.admission.address if session.admission else "unknown"
         self.registry.add(session)
+        session.hello_timer = asyncio.get_running_loop().call_later(self.settings.hello_timeout,
+                                                                    self._hello_overdue, session)
         writer: asyncio.Task[None] | None = None
         try:
             if dialect == "lexwebui":
                 if not await self._attach_lexwebui(session, query):
                     return
+                self._started(session)
                 writer = asyncio.create_task(self._write_frames(session))
             async for raw in websocket:
                 if dialect == "lexwebui":
@@ -159,6 +222,8 @@ class EdgeServer:
         except ConnectionClosed:
             pass
         finally:
+            if session.hello_timer is not None:
+                session.hello_timer.cancel()
             if dialect == "lexwebui" and websocket.close_code == lexwebui.END_CLOSE_CODE:
                 # The Lex Web UI ends a live chat by closing with 4000.
                 await self._store(session, None, inbound.customer_ended, self.settings, session.conversation_id)
@@ -171,27 +236,49 @@ class EdgeServer:
                 await self._io(persistence.detach, self.settings.database_url, session.connection_id)
 
     async def _attach_lexwebui(self, session: CustomerSession, query: str) -> bool:
-        talkdesk_id = (parse_qs(query).get("conversationId") or [""])[0]
-        if not talkdesk_id or len(talkdesk_id) > 100:
-            await session.websocket.close(1008, "conversationId (the Talkdesk conversation id) is required")
+        handle = (parse_qs(query).get("conversationId") or [""])[0]
+        if not handle:
+            await session.websocket.close(1008, "conversationId (talkdesk_conversation_id from the bot) is required")
             return False
-        attached = await self._store(session, None, persistence.adopt_talkdesk_conversation,
-                                     self.settings.database_url, talkdesk_id, session.connection_id, self.node_id)
-        if attached is UNAVAILABLE:
-            await session.websocket.close(1013, "try again later")
+        # Only a handle lexdesk signed (its code hook answered it to Lex) names a conversation: whoever
+        # merely knows an id, ours or Talkdesk's, gets nothing, and no row is written for them.
+        conversation_id = handles.verify(self._handle_secret, handle)
+        attached = None
+        if conversation_id is not None:
+            attached = await self._store(session, None, persistence.attach, self.settings.database_url,
+                                         conversation_id, session.connection_id, self.node_id, "lexwebui",
+                                         self.settings.closed_resume_grace)
+            if attached is UNAVAILABLE:
+                await session.websocket.close(1013, "try again later")
+                return False
+        if attached is None:
+            log.warning("lexwebui_refused", reason="unsigned or unknown conversationId")
+            await session.websocket.close(lexwebui.REFUSED_CLOSE_CODE, "conversationId was not issued by lexdesk")
             return False
         session.conversation_id = attached.conversation_id
-        # From now on only: the Lex Web UI has shown the conversation so far itself.
+        session.closed = attached.state == "closed"
+        await self._tell_superseded(attached)
+        # Everything the Lex Web UI has not been written yet (what was written to it counts as shown).
         await self._publish_or_error(session, "routing.customer_resumed", None,
-                                     conversation_id=attached.conversation_id, last_seq=attached.last_frame_seq)
+                                     conversation_id=attached.conversation_id, last_seq=attached.acked_frame_seq)
         return True
+
+    async def _tell_superseded(self, attached: persistence.Attached) -> None:
+        """The conversation's older sockets are told they were replaced and closed (by the node that
+        holds them), never left open and silently starved: one conversation, one live socket."""
+        for connection_id, node_id in attached.superseded:
+            try:
+                await self._io(publish_frames, node_id, attached.conversation_id, connection_id, [SUPERSEDED])
+            except Exception as exc:  # the old node may be gone: its socket is gone with it
+                log.warning("supersede_notice_failed", conversation_id=attached.conversation_id, node_id=node_id,
+                            error=repr(exc))
 
     async def _on_lexwebui_frame(self, session: CustomerSession, raw: str | bytes) -> None:
         text = lexwebui.customer_text(raw)
         if text is None or len(text.encode()) > self.settings.max_frame_bytes:
             log.info("lexwebui_frame_ignored", conversation_id=session.conversation_id)
             return  # the dialect has no error frames
-        if not session.limiter.allow():
+        if self._message_limit(session) is not None:
             log.warning("lexwebui_rate_limited", conversation_id=session.conversation_id)
             return
         await self._store(session, None, inbound.customer_message, self.settings, session.conversation_id,
@@ -237,10 +324,8 @@ class EdgeServer:
             case Hello() | Resume() if session.conversation_id is not None:
                 await self._send(session, error_frame("bad_frame", "this socket already has a conversation"))
                 return True
-            case Hello():
-                return await self._hello(session, frame)
-            case Resume():
-                return await self._resume(session, frame)
+            case Hello() | Resume():
+                return await self._start(session, frame)
         if frame.type == "ping":
             await self._send(session, {"type": "pong"})
             return session.conversation_id is not None
@@ -254,10 +339,77 @@ class EdgeServer:
             case Ack():
                 await self._ack(session, frame)
             case _ if frame.type == "end":
-                await self._store(session, None, inbound.customer_ended, self.settings, session.conversation_id)
+                await self._end(session)
             case _:
                 pass  # typing: Digital Connect has no typing indicator to forward it to
         return True
+
+    async def _start(self, session: CustomerSession, frame: Hello | Resume) -> bool:
+        """hello or resume. A new conversation counts against the address's allowance first (a resume
+        is bounded by the sockets the address may open); while the frame is being stored the hello
+        timeout waits for it; once it has succeeded the socket no longer counts as unstarted."""
+        if isinstance(frame, Hello) and not self.address_limits.allow_conversation(session.address):
+            await self._send(session, error_frame(
+                "rate_limited", f"more than {self.settings.address_new_conversations} new conversations in "
+                f"{self.settings.address_new_conversations_window:g}s from your address; try again later"))
+            return False
+        session.starting = True
+        try:
+            started = await (self._hello(session, frame) if isinstance(frame, Hello)
+                             else self._resume(session, frame))
+        finally:
+            session.starting = False
+        if session.conversation_id is not None:
+            self._started(session)
+        return started
+
+    def _started(self, session: CustomerSession) -> None:
+        if session.hello_timer is not None:
+            session.hello_timer.cancel()  # started in time: the timer has nothing left to do
+            session.hello_timer = None
+        if session.admission is not None:
+            self.address_limits.start(session.admission)
+
+    def _hello_overdue(self, session: CustomerSession) -> None:
+        """LEXDESK_HELLO_TIMEOUT has passed: a socket without a conversation is closed (4408), unless
+        its hello or resume is being stored right now, which it is given time to finish."""
+        session.hello_timer = None
+        if session.conversation_id is not None or session.hello_closer is not None:
+            return
+        if session.starting:
+            session.hello_timer = asyncio.get_running_loop().call_later(1.0, self._hello_overdue, session)
+            return
+        session.hello_closer = asyncio.create_task(session.websocket.close(
+            HELLO_TIMEOUT_CLOSE_CODE, f"no hello or resume within {self.settings.hello_timeout:g}s"))
+
+    async def _end(self, session: CustomerSession) -> None:
+        if session.closed:
+            # Known to be over (the welcome said so, or an earlier `end`): answered from memory. A write
+            # transaction for each one would let a socket spamming `end` slow every customer's writes.
+            await self._send(session, error_frame("conversation_closed", "this conversation has ended"))
+            return
+        outcome = await self._store(session, None, inbound.customer_ended, self.settings, session.conversation_id)
+        if outcome in (inbound.Outcome.STORED, inbound.Outcome.CLOSED):
+            session.closed = True  # ended now (its `conversation_ended` event follows) or before
+        if outcome == inbound.Outcome.CLOSED:
+            await self._send(session, error_frame("conversation_closed", "this conversation has ended"))
+
+    def _message_limit(self, session: CustomerSession) -> str | None:
+        """None if a customer message may pass now (it takes a token from each limit), else the limit it
+        hit: this socket's, its conversation's over all its sockets, or its address's over all its
+        sockets. Checked in memory before any database work, so a flood costs nobody else a write."""
+        limiters = [session.limiter, self.address_messages.get(session.address)]
+        if session.conversation_id is not None:
+            limiters.insert(1, self.conversation_messages.get(session.conversation_id))
+        exhausted = first_exhausted(limiters)
+        if exhausted is None:
+            return None
+        window = f"{self.settings.rate_limit_window:g}s"
+        if exhausted == 0:
+            return f"{self.settings.rate_limit_messages} messages in {window} on this socket"
+        if exhausted == len(limiters) - 1:
+            return f"{self.settings.rate_limit_address_messages} messages in {window} from your address"
+        return f"{self.settings.rate_limit_conversation_messages} messages in {window} in this conversation"
 
     async def _hello(self, session: CustomerSession, hello: Hello) -> bool:
         attached = await self._store(session, None, persistence.open_conversation, self.settings.database_url,
@@ -268,13 +420,16 @@ class EdgeServer:
         conversation_id = tokens.verify(self._secret, resume.resume_token)
         attached = None
         if conversation_id is not None:
+            # A conversation closed longer ago than the grace period is as unknown as a forged token.
             attached = await self._store(session, None, persistence.attach, self.settings.database_url,
-                                         conversation_id, session.connection_id, self.node_id)
+                                         conversation_id, session.connection_id, self.node_id, "native",
+                                         self.settings.closed_resume_grace)
             if attached is UNAVAILABLE:
                 return False  # the client was told; it may try again
         if attached is None:
             await self._send(session, error_frame("invalid_token", "resume token is not valid"))
             return False
+        await self._tell_superseded(attached)
         await self._welcome(session, attached)
         session.written_seq = min(resume.last_seq, attached.last_frame_seq)  # shown on an earlier socket
         # Frames after last_seq are sent again by a worker, after this welcome, in order.
@@ -288,7 +443,7 @@ class EdgeServer:
         await self._send(session, {
             "type": "welcome",
             "conversation_id": attached.conversation_id,
-            "resume_token": tokens.issue(self._secret, attached.conversation_id),
+            "resume_token": tokens.issue(self._secret, attached.conversation_id, self.settings.resume_token_ttl),
             "state": attached.state,
             "last_seq": attached.last_frame_seq,
             "node_id": self.node_id,
@@ -299,11 +454,10 @@ class EdgeServer:
         if session.closed:
             await self._send(session, error_frame("conversation_closed", "this conversation has ended", message.id))
             return
-        if not session.limiter.allow():
-            await self._send(session, error_frame(
-                "rate_limited",
-                f"more than {self.settings.rate_limit_messages} messages in {self.settings.rate_limit_window:g}s; "
-                "resend this one later", message.id))
+        limit = self._message_limit(session)
+        if limit is not None:
+            await self._send(session, error_frame("rate_limited", f"more than {limit}; resend this one later",
+                                                  message.id))
             return
         outcome = await self._store(session, message.id, inbound.customer_message, self.settings,
                                     session.conversation_id, message.id, message.text)

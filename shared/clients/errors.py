@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class DeliveryError(Exception):
     """A call that failed. `error_class` is what operators filter dead letters by."""
@@ -34,3 +37,16 @@ class ConversationEndedError(PermanentError):
     """Talkdesk code 3016011: the Talkdesk side has already ended the conversation."""
 
     error_class = "conversation_ended"
+
+
+@contextmanager
+def classified(call: str) -> Iterator[None]:
+    """Around a call to a vendor: whatever the client raises comes out as a DeliveryError. An error
+    that no classification foresaw (a bug, a library's surprise) is permanent: the message becomes a
+    dead letter an operator can see and replay, never a row retried forever without a count."""
+    try:
+        yield
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        raise PermanentError(f"{call}: unexpected {type(exc).__name__}: {str(exc)[:300]}") from exc

@@ -8,10 +8,12 @@ retry goes through Celery and per-conversation order is kept.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -21,6 +23,26 @@ CONVERSATION_ENDED_CODE = "3016011"
 SCOPE = "digital-connect:write"
 # Not in the public docs we have (docs/protocol.md §4); kept in this one place.
 END_CONVERSATION_PATH = "/digital-connect/conversations/{id}"
+# The shape of the ids Talkdesk issues (UUIDs and opaque alphanumeric ids): letters, digits, '-' and '_'.
+# An id is checked against it before it is pasted into a URL path, and percent-encoded as one path
+# segment all the same, so that no id can reach another path on the API host with our bearer token.
+TALKDESK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+
+
+def valid_talkdesk_id(value: object) -> bool:
+    return isinstance(value, str) and TALKDESK_ID.fullmatch(value) is not None
+
+
+def _path_segment(conversation_id: str) -> str:
+    if not valid_talkdesk_id(conversation_id):
+        raise PermanentError(f"not a Talkdesk conversation id: {conversation_id[:120]!r}")
+    return quote(conversation_id, safe="")
+
+
+def _ascii_header(name: str, value: str) -> str:
+    if not value.isascii() or any(c in value for c in "\r\n\0"):
+        raise PermanentError(f"header {name} must be printable ASCII: {value[:120]!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -66,30 +88,37 @@ class TalkdeskClient:
         response = self._send("POST", f"{self._auth_url}/oauth/token",
                               auth=(self.credentials.client_id, self.credentials.client_secret),
                               data={"grant_type": "client_credentials", "scope": SCOPE})
-        body = response.json()
-        return body["access_token"], float(body.get("expires_in", 3600))
+        body = _json(response, "POST /oauth/token")
+        try:
+            return str(body["access_token"]), float(body.get("expires_in", 3600))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TransientError(f"POST /oauth/token: unusable token answer ({type(exc).__name__})") from exc
 
     # -- API -----------------------------------------------------------------------------------------
 
     def start_conversation(self, body: dict[str, Any], idempotency_key: str) -> str:
         response = self._api("POST", "/digital-connect/conversations", json=body,
                              idempotency_key=idempotency_key)
-        return str(response.json()["id"])
+        talkdesk_id = _json(response, "POST /digital-connect/conversations").get("id")
+        if not valid_talkdesk_id(talkdesk_id):
+            # Stored and later pasted into URLs: an answer we cannot use is refused here, not there.
+            raise PermanentError(f"Talkdesk answered a conversation id of an unknown shape: {str(talkdesk_id)[:120]!r}")
+        return str(talkdesk_id)
 
     def send_message(self, conversation_id: str, content: str, idempotency_key: str) -> SentMessage:
-        response = self._api("POST", f"/digital-connect/conversations/{conversation_id}/messages",
+        response = self._api("POST", f"/digital-connect/conversations/{_path_segment(conversation_id)}/messages",
                              json={"content": content, "attachments": []}, idempotency_key=idempotency_key)
-        body = response.json()
+        body = _json(response, "POST .../messages")
         return SentMessage(id=str(body.get("id", "")), message_id=body.get("message_id"),
                            created_at=body.get("created_at"),
                            partial_fail_reason=body.get("partial_fail_reason"))
 
     def end_conversation(self, conversation_id: str) -> None:
-        self._api("DELETE", END_CONVERSATION_PATH.format(id=conversation_id),
-                  idempotency_key=f"end-{conversation_id}")
+        segment = _path_segment(conversation_id)
+        self._api("DELETE", END_CONVERSATION_PATH.format(id=segment), idempotency_key=f"end-{segment}")
 
     def _api(self, method: str, path: str, *, idempotency_key: str, **kwargs: Any) -> httpx.Response:
-        headers = {"x-idempotency-key": idempotency_key}
+        headers = {"x-idempotency-key": _ascii_header("x-idempotency-key", idempotency_key)}
         for attempt in (1, 2):
             headers["Authorization"] = f"Bearer {self._access_token(force=attempt == 2)}"
             try:
@@ -106,9 +135,24 @@ class TalkdeskClient:
             raise TransientError(f"{method} {url}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise TransientError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, ValueError, TypeError) as exc:
+            # The request could not even be built (a bad URL, a header that is not ASCII): the same
+            # request fails the same way every time, so it is permanent, never a silent endless retry.
+            raise PermanentError(f"{method} {url[:200]}: request refused before sending: "
+                                 f"{type(exc).__name__}: {str(exc)[:200]}") from exc
         if response.status_code < 400:
             return response
         raise classify(method, url, response)
+
+
+def _json(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise TransientError(f"{what}: answer {response.status_code} is not JSON") from exc
+    if not isinstance(body, dict):
+        raise TransientError(f"{what}: answer {response.status_code} is not a JSON object")
+    return body
 
 
 def classify(method: str, url: str, response: httpx.Response) -> DeliveryError:

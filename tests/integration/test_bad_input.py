@@ -190,15 +190,16 @@ def test_resume_with_bad_tokens_is_invalid_token_and_hello_still_works(system: S
         real = await owner.hello(system.edge_urls[0])
         await owner.disconnect()
         token = real["resume_token"]
-        conversation_id, _, mac = token.rpartition(".")
+        conversation_id = real["conversation_id"]
+        signed, _, mac = token.rpartition(".")
         altered_mac = ("A" if mac[0] != "A" else "B") + mac[1:]
         secret = system.env["LEXDESK_RESUME_TOKEN_SECRET"].encode()
         missing_id = str(uuid.uuid4())
         bad_tokens = [
             "garbage",
             "not.a.token",
-            f"{conversation_id}.{altered_mac}",  # one character of the signature changed
-            f"{missing_id}.{mac}",  # a real signature on another id
+            f"{signed}.{altered_mac}",  # one character of the signature changed
+            token.replace(conversation_id, missing_id),  # a real signature on another id
             tokens.issue(secret, missing_id),  # well signed, but no such conversation
             tokens.issue(secret, "x" * 300),  # well signed, longer than any conversation id
         ]

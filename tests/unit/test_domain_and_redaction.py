@@ -33,7 +33,8 @@ from shared.protocol import (
     describe_validation_error,
     error_frame,
 )
-from shared.redaction import MASK, is_sensitive_slot, luhn_valid, redact_slots, redact_text
+from shared.redaction import MASK, is_sensitive_slot, luhn_valid, redact_slots, redact_text, redact_value
+from shared.sealing import stored_form
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 
@@ -271,12 +272,36 @@ def test_redact_slots_masks_card_and_cvv_whatever_the_value() -> None:
         "PIN": MASK,
         "cvc": MASK,
         "PaymentAmount": "50",
-        "ExpirationDate": "2030-12-31",
+        "ExpirationDate": MASK,
         "AccountType": None,
     }
     assert redact_slots({"CreditCardNumber": None}) == {"CreditCardNumber": None}  # nothing to hide
     assert is_sensitive_slot("Credit_Card_Number")
     assert not is_sensitive_slot("CardType")
+
+
+def test_an_answer_to_an_expiry_prompt_is_stored_masked_and_sealed() -> None:
+    """Issue 7: the PaymentsBot's ExpirationDate answer ("12/27") was stored in clear."""
+    for slot in ("ExpirationDate", "expiration_date", "CardExpiry", "ExpiryDate"):
+        assert is_sensitive_slot(slot), slot
+        assert stored_form("12/27", slot) == (MASK, True)
+    assert stored_form("12/27", "PaymentAmount") == ("12/27", False)
+
+
+def test_a_card_number_in_any_other_slot_is_masked() -> None:
+    assert redact_slots({"Notes": "use 4111 1111 1111 1111", "PaymentAmount": "250"}) == {
+        "Notes": "use [card ending 1111]", "PaymentAmount": "250"}
+
+
+def test_card_numbers_are_masked_at_any_depth_of_a_json_value() -> None:
+    """The hello's attributes are any JSON object, and its strings reach the agent."""
+    value = {"page": "/pay?card=4111111111111111", "n": 1, "ok": True, "none": None,
+             "nested": {"list": ["5555 5555 5555 4444", 2.5, {"deep": "4111-1111-1111-1111"}]},
+             "4111111111111111": "a card as a key"}
+    assert redact_value(value) == {
+        "page": "/pay?card=[card ending 1111]", "n": 1, "ok": True, "none": None,
+        "nested": {"list": ["[card ending 4444]", 2.5, {"deep": "[card ending 1111]"}]},
+        "[card ending 1111]": "a card as a key"}
 
 
 # -- services/edge/tokens.py -----------------------------------------------------------------------------
@@ -286,10 +311,40 @@ CONVERSATION = "3f2b8c1e-9d4a-4c7e-8f1a-2b3c4d5e6f70"
 
 
 def test_token_round_trip() -> None:
-    token = tokens.issue(SECRET, CONVERSATION)
-    assert token.startswith(CONVERSATION + ".")
-    assert tokens.verify(SECRET, token) == CONVERSATION
-    assert tokens.issue(SECRET, CONVERSATION) == token  # deterministic: any node issues the same one
+    token = tokens.issue(SECRET, CONVERSATION, ttl=60, now=1_800_000_000)
+    assert token.startswith(f"v2.{CONVERSATION}.1800000060.")
+    assert tokens.verify(SECRET, token, now=1_800_000_059) == CONVERSATION
+    # Deterministic: any node issues the same token at the same second.
+    assert tokens.issue(SECRET, CONVERSATION, ttl=60, now=1_800_000_000) == token
+    assert tokens.verify(SECRET, tokens.issue(SECRET, CONVERSATION)) == CONVERSATION  # now, default TTL
+
+
+def test_an_expired_token_is_refused() -> None:
+    """Issue 7: a token kept from an old chat opened its whole transcript for ever."""
+    token = tokens.issue(SECRET, CONVERSATION, ttl=3600, now=1_800_000_000)
+    assert tokens.verify(SECRET, token, now=1_800_003_599) == CONVERSATION
+    assert tokens.verify(SECRET, token, now=1_800_003_600) is None
+    assert tokens.verify(SECRET, tokens.issue(SECRET, CONVERSATION, ttl=1, now=1_000_000_000)) is None
+
+
+def test_a_token_whose_expiry_was_pushed_out_is_refused() -> None:
+    token = tokens.issue(SECRET, CONVERSATION, ttl=60, now=1_800_000_000)
+    version, rest = token.split(".", 1)
+    signed, _, mac = rest.rpartition(".")
+    conversation_id, _, _ = signed.rpartition(".")
+    for expires in ("9999999999", "1800000061", "01800000060", "+1800000060", "1800000060.5", "\uff11\uff18"):
+        assert tokens.verify(SECRET, f"{version}.{conversation_id}.{expires}.{mac}", now=1_800_000_000) is None
+
+
+def test_a_token_of_the_first_format_is_refused() -> None:
+    """`<id>.<mac>` tokens never expired: honouring them would keep every old transcript open."""
+    import base64
+    import hashlib
+    import hmac
+
+    digest = hmac.new(SECRET, f"resume:{CONVERSATION}".encode(), hashlib.sha256).digest()
+    old = f"{CONVERSATION}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+    assert tokens.verify(SECRET, old) is None
 
 
 def test_altered_mac_is_refused() -> None:

@@ -232,7 +232,8 @@ def test_parse_turn_slot_without_interpreted_value() -> None:
         "slots": {"PaymentAmount": {"value": {"originalValue": "fifty"}}, "CreditCardNumber": None,
                   "ExpirationDate": {"value": {"interpretedValue": "2030-12-31"}}},
     }}})
-    assert turn.slots == {"PaymentAmount": None, "CreditCardNumber": None, "ExpirationDate": "2030-12-31"}
+    # A card's expiry is card data: masked with the card and CVV slots (shared/redaction.py).
+    assert turn.slots == {"PaymentAmount": None, "CreditCardNumber": None, "ExpirationDate": "[redacted]"}
     assert turn.sentiment is None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -388,3 +389,75 @@ def test_classify_oauth_error_body() -> None:
     error = _classify(401, {"error": "invalid_client", "error_description": "Client authentication failed."})
     assert type(error) is PermanentError
     assert "invalid_client" in str(error)
+
+
+# -- attacks: ids that reach a Talkdesk URL ----------------------------------------------------------
+
+TRAVERSALS = ["..%2F..%2Fevil%2Fpath%3Fx%3D", "../../evil/path?x=", "a/b", "id?x=1", "id#frag", "a\nb", "caf\u00e9",
+              "", " padded", "%2e%2e"]
+
+
+class Recorder:
+    """A Talkdesk stand-in over real HTTP that records every request line it is sent, whatever the path,
+    and answers `conversation_id` when asked to start a conversation."""
+
+    def __init__(self, conversation_id: str = "c-1") -> None:
+        self.seen: list[str] = []
+        self.conversation_id = conversation_id
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.seen.append(f"{scope['method']} {scope['raw_path'].decode()}")
+        body: dict[str, Any] = {"id": self.conversation_id, "message_id": "m-1", "created_at": "now"}
+        if scope["path"] == "/oauth/token":
+            body = {"access_token": "t", "token_type": "Bearer", "expires_in": 3600}
+        await send({"type": "http.response.start", "status": 201, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+@pytest.fixture
+def recorder() -> Iterator[tuple[Recorder, TalkdeskClient]]:
+    app = Recorder()
+    with serve_asgi(app) as url:
+        client = TalkdeskClient(url, url, CREDENTIALS, timeout=5)
+        yield app, client
+        client.close()
+
+
+@pytest.mark.parametrize("conversation_id", TRAVERSALS)
+def test_attack_an_id_that_is_not_talkdesks_shape_reaches_no_url(recorder: tuple[Recorder, TalkdeskClient],
+                                                                  conversation_id: str) -> None:
+    """`..%2F..%2Fevil%2Fpath%3Fx%3D` made lexdesk send `POST /evil/path?x=/messages` and `DELETE
+    /evil/path?x=` with its bearer token; a newline or a non-ASCII letter raised outside the error
+    classes, so the row was retried for ever. Now each is a permanent error before any request."""
+    app, client = recorder
+    with pytest.raises(PermanentError, match="not a Talkdesk conversation id"):
+        client.send_message(conversation_id, "hello", idempotency_key="k-1")
+    with pytest.raises(PermanentError, match="not a Talkdesk conversation id"):
+        client.end_conversation(conversation_id)
+    assert app.seen == []
+
+
+def test_a_genuine_id_goes_out_as_one_path_segment(recorder: tuple[Recorder, TalkdeskClient]) -> None:
+    app, client = recorder
+    client.send_message("Ab-9_z", "hello", idempotency_key="k")
+    client.end_conversation("Ab-9_z")
+    assert app.seen == ["POST /oauth/token", "POST /digital-connect/conversations/Ab-9_z/messages",
+                        "DELETE /digital-connect/conversations/Ab-9_z"]
+
+
+def test_a_header_that_is_not_ascii_is_a_permanent_error_not_a_crash(recorder: tuple[Recorder, TalkdeskClient],
+                                                                      ) -> None:
+    app, client = recorder
+    with pytest.raises(PermanentError, match="x-idempotency-key must be printable ASCII"):
+        client.send_message("c-1", "hello", idempotency_key="cl\u00e9-1")
+    assert not any("messages" in line for line in app.seen)
+
+
+def test_a_talkdesk_answer_with_an_unusable_id_is_refused_before_it_is_stored(
+        recorder: tuple[Recorder, TalkdeskClient]) -> None:
+    app, client = recorder
+    app.conversation_id = "../../admin"
+    with pytest.raises(PermanentError, match="unknown shape"):
+        client.start_conversation(START_BODY, idempotency_key="start-1")

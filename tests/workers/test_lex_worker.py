@@ -82,9 +82,15 @@ def test_card_data_reaches_lex_but_is_never_stored_in_clear(env: Env, monkeypatc
     assert "4111111111111111" not in stored.replace(" ", "") and "4111 1111" not in stored
     assert all(r.sealed_body is None for r in rows), "sealed copies are wiped once Lex has them"
 
-    # Answers to the card and CVV prompts are masked whole; the rest stays readable for the agent.
+    # Answers to the card, CVV and expiry prompts are masked whole; the rest stays readable for the agent.
     assert [r.body for r in rows if r.sender == "customer"] == [
-        "I want to make a payment", "$250", "[redacted]", "[redacted]", "05/27", "yes"]
+        "I want to make a payment", "$250", "[redacted]", "[redacted]", "[redacted]", "yes"]
+    assert "05/27" not in stored and "2027-05" not in stored
+    # The prompts for them say so, for the chat page (docs/protocol.md §2, `lex`); no other prompt does.
+    flagged = [r.body for r in rows if r.sender == "bot" and r.payload["lex"].get("sensitive_answer")]
+    assert flagged == ["What is the credit card number you would like to use?",
+                       "What is the three digit security code (CVV) on the back of the card?",
+                       "What is the card's expiration date?"]
     # Lex's confirmation names the card's last four digits only.
     assert any("ending in 1111" in r.body for r in rows if r.sender == "bot")
     assert rows[-1].body.startswith("Thank you. Your payment of $250.00"), rows[-1].body

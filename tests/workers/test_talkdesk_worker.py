@@ -142,3 +142,20 @@ def test_talkdesk_having_ended_the_conversation_closes_it_here(env: Env) -> None
     assert (state.state, state.closed_by) == ("closed", "agent")
     late = next(r for r in talkdesk_rows(env, conversation_id) if r.body == "still there?")
     assert (late.status, late.error_class) == ("failed", "conversation_ended")
+
+
+@pytest.mark.parametrize("poison", ["line\nbreak", "caf\u00e9", "..%2F..%2Fevil%2Fpath%3Fx%3D"])
+def test_attack_a_poisoned_talkdesk_id_ends_as_one_classified_failure_not_an_endless_retry(
+        env: Env, poison: str) -> None:
+    """An id with a newline (httpx.InvalidURL) or a non-ASCII letter (UnicodeEncodeError in the
+    idempotency header) escaped the error classes: the row stayed pending with 0 attempts and the sweep
+    republished it every run. Now the attempt is counted and the row is a permanent dead letter."""
+    conversation_id = at_agent(env)
+    drain_until_settled(conversation_id)
+    with session_scope(env.database_url) as session:
+        session.get_one(Conversation, conversation_id).talkdesk_conversation_id = poison
+    customer_says(conversation_id, "after", "hello?")
+    assert drain_until_settled(conversation_id) == []  # permanent: no retry
+    row = next(r for r in talkdesk_rows(env, conversation_id) if r.body == "hello?")
+    assert (row.status, row.error_class, row.attempts) == ("failed", "permanent", 1)
+    assert "not a Talkdesk conversation id" in (row.last_error or "")

@@ -9,6 +9,9 @@ Phases, one after the other so each number is about one thing:
 2. bot: `customers` customers at once, each sending `messages` bot messages one after another.
 3. handoff: each asks for an agent and waits until the agent has joined and greeted.
 4. agent: each sends `messages` messages to the scripted agent, which echoes them.
+5-7. fixed concurrency (tools/bench/steady.py, unless `seconds_per_phase` is 0): `in_flight` customers at
+   an agent, closed loop for `seconds_per_phase`, next to the bare Celery chain (tools/bench/baseline.py)
+   driven the same way on the same broker; they have their own time bounds, outside `seconds`.
 CPU per process is counted over phases 2-4. Everything shares one deadline (`seconds` from the start,
 start-up included); what is not done by then is reported as not answered rather than waited for, and a
 single frame is never waited for longer than MESSAGE_TIMEOUT.
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -30,11 +34,11 @@ from typing import Any
 
 from tools.bench import infra
 from tools.bench.client import BenchClient, Frame, FrameTimeout
-from tools.bench.report import BenchReport, EdgeMemory, RoundTrips
+from tools.bench.report import BenchReport, EdgeMemory, RoundTrips, compare
 from tools.bench.stages import Trip, breakdown
 from tools.bench.stats import Latency
 from tools.bench.usage import DATABASE, Usage
-from tools.harness.system import System
+from tools.harness.system import LEXDESK, System
 
 AGENT_JOIN_DELAY = 0.1
 # Sockets opened at once: the edge listens with asyncio's default backlog (100); a burst beyond it
@@ -48,6 +52,7 @@ BOT_SCRIPT = (("what is my balance", "checking or savings"), ("checking", "accou
 ESCALATION = ("I want to talk to an agent", "connect you with an agent")
 AGENT_GREETING = "how can i help"
 MAX_ERRORS_KEPT = 20
+STEADY_RATE_LIMIT = 100_000  # messages per socket per window while fixed-concurrency phases run
 
 Log = Callable[[str], None]
 
@@ -98,10 +103,13 @@ class Run:
 
 
 def main(customers: int = 100, messages: int = 5, idle_sockets: int = 1000, backend: str = "embedded",
-         seconds: float = 300, *, log: Log | None = None) -> BenchReport:
+         seconds: float = 300, *, in_flight: int = 16, seconds_per_phase: float = 20.0, talkdesk_latency: float = 0.0,
+         log: Log | None = None) -> BenchReport:
     """Start the system on `backend` in a temporary directory, measure, stop it, return the report."""
     if customers < 1 or messages < 1 or idle_sockets < 0 or seconds <= 0:
         raise ValueError("customers and messages must be >= 1, idle_sockets >= 0, seconds > 0")
+    if in_flight < 1 or seconds_per_phase < 0 or talkdesk_latency < 0:
+        raise ValueError("in_flight must be >= 1, seconds_per_phase and talkdesk_latency >= 0")
     if backend not in infra.BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(infra.BACKENDS)}, not {backend!r}")
     say: Log = log or (lambda _line: None)
@@ -116,17 +124,26 @@ def main(customers: int = 100, messages: int = 5, idle_sockets: int = 1000, back
     # would measure the limiter (`rate_limited` errors), so the limit is raised to fit, never lowered.
     defaults = Settings.model_fields
     rate_limit = max(int(defaults["rate_limit_messages"].default), 2 * messages + 5)
+    if seconds_per_phase > 0:
+        # A closed-loop customer sends as fast as it is answered; the limiter would cap the phase.
+        rate_limit = max(rate_limit, STEADY_RATE_LIMIT)
+    # The same for the limit over all of a conversation's sockets (the per-address ones the harness raises:
+    # every bench client is 127.0.0.1).
+    conversation_rate_limit = max(int(defaults["rate_limit_conversation_messages"].default), rate_limit)
     # The test harness speeds up the sweep (2 s) and retries for tests; the bench measures what ships.
     product_defaults = {"LEXDESK_SWEEP_INTERVAL": str(defaults["sweep_interval"].default),
                         "LEXDESK_RETRY_BACKOFF_BASE": str(defaults["retry_backoff_base"].default)}
     config = {"customers": customers, "messages": messages, "idle_sockets": idle_sockets, "seconds": seconds,
+              "in_flight": in_flight, "seconds_per_phase": seconds_per_phase, "talkdesk_latency": talkdesk_latency,
               "rate_limit_messages": rate_limit, "fd_limit": fd_limit, **product_defaults}
     with (tempfile.TemporaryDirectory(prefix="lexdesk-bench-") as tmp,
           infra.backend(backend, Path(tmp), label="bench") as base):
         say(f"starting the system ({backend}) in {tmp}")
         system = System(Path(tmp), base.database_url, base.broker_url, worker_queues=base.worker_queues,
                         agent_join_delay=AGENT_JOIN_DELAY,
-                        extra_env={**product_defaults, "LEXDESK_RATE_LIMIT_MESSAGES": str(rate_limit)})
+                        extra_env={**product_defaults, "LEXDESK_RATE_LIMIT_MESSAGES": str(rate_limit),
+                                   "LEXDESK_RATE_LIMIT_CONVERSATION_MESSAGES": str(conversation_rate_limit)})
+        _bench_emulator(system)
         with system:
             startup = time.perf_counter() - began
             say(f"system up in {startup:.1f}s")
@@ -138,6 +155,12 @@ def main(customers: int = 100, messages: int = 5, idle_sockets: int = 1000, back
                                fd_limit, say))
             elapsed = time.perf_counter() - measured_from
             processes, commits = usage.report(), usage.database_commits
+            fixed = None
+            if seconds_per_phase > 0:
+                from tools.bench.steady import run_fixed
+
+                fixed = run_fixed(system, base, Path(tmp), usage, run, in_flight=in_flight,
+                                  seconds=seconds_per_phase, talkdesk_latency=talkdesk_latency, say=say)
             say("reading the transcript for the per-hop breakdown")
             hops = _hops(base.database_url, run.trips)
     memory = run.memory or EdgeMemory(idle_sockets, 0, 0, 0, 0, None, 0.0, 0.0, Latency.of([]))
@@ -158,6 +181,9 @@ def main(customers: int = 100, messages: int = 5, idle_sockets: int = 1000, back
         db_commits_per_message=round(commits / sent, 1) if sent and commits is not None else None,
         processes=processes, hops=hops,
         duplicates=duplicates, gaps=gaps, error_count=run.error_count, errors=run.errors,
+        chain=fixed.chain if fixed else None, steady=fixed.steady if fixed else None,
+        comparison=compare(fixed.steady, fixed.chain, backend=backend, talkdesk_concurrency=fixed.talkdesk_concurrency)
+        if fixed and fixed.steady else None,
     )
 
 
@@ -377,6 +403,17 @@ async def _edge_memory(run: Run, url: str, edge_pid: int, requested: int, fd_lim
                       rss_after_kib=after, kib_per_connection=per_connection, open_seconds=round(open_seconds, 2),
                       connections_per_second=round(len(idle) / open_seconds, 1) if open_seconds > 0 else 0.0,
                       welcome=Latency.of(welcome_times))
+
+
+def _bench_emulator(system: System) -> None:
+    """Run the Talkdesk emulator through tools/bench/emulator.py: the same options, plus a route to change
+    the scripted agent's reply delay at run time (the fixed-concurrency phase sets it to 0)."""
+    proc = system.procs["talkdesk"]
+    command = [*LEXDESK, "emulate", "talkdesk"]
+    if proc.argv[:len(command)] != command:
+        raise RuntimeError(f"the harness starts the Talkdesk emulator as {proc.argv[:len(command) + 2]}, "
+                           f"not {command}: tools/bench/runner.py needs updating")
+    proc.argv = [sys.executable, "-m", "tools.bench.emulator", *proc.argv[len(command):]]
 
 
 def _pid(system: System, name: str) -> int:

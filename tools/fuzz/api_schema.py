@@ -1,4 +1,4 @@
-"""Schemathesis against the callback app's own OpenAPI schema (`/openapi.json`): every operation,
+"""Schemathesis against the callback app's own OpenAPI schema (`/api/openapi.json`, for operators): every operation,
 data that fits the schema and data that does not, sent with the right `X-Api-Key` and admin bearer
 (most cases, so they get past authentication) or with what Schemathesis generated for them.
 
@@ -34,10 +34,11 @@ class SchemaTargets:
     conversation_ids: list[str]  # our ids of conversations the operator GET may read (bystanders included)
 
 
-def load_schema(http_url: str) -> Any:
+def load_schema(http_url: str, admin_token: str) -> Any:
     import schemathesis
 
-    return schemathesis.openapi.from_url(f"{http_url}/openapi.json")
+    return schemathesis.openapi.from_url(f"{http_url}/api/openapi.json",
+                                         headers={"Authorization": f"Bearer {admin_token}"})
 
 
 def case_strategy(schema: Any, targets: SchemaTargets) -> st.SearchStrategy[tuple[Any, bool]]:

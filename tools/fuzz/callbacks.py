@@ -354,16 +354,16 @@ class CallbackFuzzer:
     def _expected(self, item: CallbackInput, target: str, target_id: str, key_ok: bool | None, oversized: bool,
                   fits: bool) -> frozenset[int]:
         """The statuses docs/protocol.md §3 allows for this request."""
+        if key_ok is False:
+            return frozenset({401})  # the key is checked first: before the size, the route and the body
+        maybe_401 = {401} if key_ok is None else set()  # either way round, the key comes first
         unroutable = item.route != "webhook" and target == "arbitrary" and not _routable(item.arbitrary_id)
         if oversized and not item.chunked:
-            return frozenset({413})  # a declared Content-Length over the limit is refused before routing
+            return frozenset({413} | maybe_401)  # a declared Content-Length over the limit: before routing
         if unroutable:
-            return frozenset({404})
+            return frozenset({404} | maybe_401)
         if oversized:
-            return frozenset({413})  # a streamed body is refused as it is read, after routing
-        if key_ok is False:
-            # FastAPI reads the body before the key check runs: JSON it cannot parse is a 422 even without a key.
-            return frozenset({401, 422})
+            return frozenset({413} | maybe_401)  # a streamed body is refused as it is read, after routing
         statuses = {422} if not fits else set()
         if fits and target == "sacrificial":
             # The open one is never closed; the closable one answers 202 until a close ends it, then 409.

@@ -309,7 +309,9 @@ def expect(payload: str | bytes, invalid_utf8: bool, started: bool, ended: bool,
         return Expect(frozenset({"error:not_started"}))
     if kind == "message":
         return Expect(frozenset({"error:conversation_closed"} if ended else {"accepted", "error:rate_limited"}))
-    return Expect(frozenset({"none"}), ends=kind == "end" and not ended)
+    if kind == "end" and ended:
+        return Expect(frozenset({"error:conversation_closed"}))  # known to be over: answered without a write
+    return Expect(frozenset({"none"}), ends=kind == "end")
 
 
 # -- the sockets ------------------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ def fuzz_system(system: System, *, frames: int, callbacks: int, schema_cases: in
 
         stats = report.phase("schemathesis", schema_cases)
         if schema_cases > 0:
-            schema = load_schema(system.http_url)
+            schema = load_schema(system.http_url, system.admin_token)
             schema_targets = SchemaTargets(parties.sacrificial[0].talkdesk_id, parties.sacrificial[1].talkdesk_id,
                                            [p.conversation_id for p in parties.bystanders])
             schema_fuzzer = SchemaFuzzer(system.http_url, system.api_key, system.admin_token, backend, stats,

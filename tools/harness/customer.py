@@ -17,8 +17,11 @@ Frame = dict[str, Any]
 
 
 class Customer:
-    def __init__(self, auto_ack: bool = True) -> None:
+    def __init__(self, auto_ack: bool = True, source: str | None = None) -> None:
         self.auto_ack = auto_ack
+        # The local address to connect from (any of 127.0.0.0/8 on loopback): a customer of its own to
+        # the edge's per-address limits.
+        self.source = source
         self.ws: ClientConnection | None = None
         self.welcome: Frame | None = None
         self.shown: list[Frame] = []  # seq-carrying frames, each seq once, in display order
@@ -30,7 +33,8 @@ class Customer:
         self.closed = asyncio.Event()
 
     async def connect(self, url: str) -> None:
-        self.ws = await connect(url, max_size=None)
+        local = {"local_addr": (self.source, 0)} if self.source else {}
+        self.ws = await connect(url, max_size=None, **local)
         self.closed.clear()
         self._reader = asyncio.create_task(self._read())
 

@@ -113,6 +113,14 @@ class System:
             "LEXDESK_LEX_ENDPOINT_URL": self.lex_url,
             "LEXDESK_RETRY_BACKOFF_BASE": "0.2",
             "LEXDESK_SWEEP_INTERVAL": "2",
+            # Every client of a harnessed system is 127.0.0.1: one address standing for all the customers
+            # of a test, a bench or a fuzz run, so the per-address limits are raised out of the way here
+            # (tests/integration/test_edge_limits.py runs its own system with them tight). The fuzzer
+            # keeps a socket without hello for as long as it takes to draw one.
+            **{f"LEXDESK_{name}": "1000000" for name in (
+                "ADDRESS_MAX_SOCKETS", "ADDRESS_MAX_UNSTARTED_SOCKETS", "ADDRESS_NEW_SOCKETS",
+                "ADDRESS_NEW_CONVERSATIONS", "RATE_LIMIT_ADDRESS_MESSAGES")},
+            "LEXDESK_HELLO_TIMEOUT": "3600",
             **(extra_env or {}),
         }
         logs = workdir / "logs"
@@ -135,12 +143,17 @@ class System:
             self.procs[f"edge-{index}"] = Proc(f"edge-{index}", [*LEXDESK, "edge"], env, logs / f"edge-{index}.log",
                                                f"tcp:{port}")
             self.edge_urls.append(f"ws://127.0.0.1:{port}/ws")
+        if self.edge_urls and "LEXDESK_PUBLIC_EDGE_URL" not in self.env:
+            # The chat page the callback app serves connects to the first edge node.
+            callback = self.procs["callback"]
+            callback.env = {**callback.env, "LEXDESK_PUBLIC_EDGE_URL": self.edge_urls[0]}
         for queues in worker_queues:
             name = f"worker-{queues.replace(',', '-')}"
+            if name in self.procs:  # a second worker for the same queues: number it
+                name = f"{name}-{sum(n.startswith(name) for n in self.procs) + 1}"
+            # No beat: every timers worker runs the periodic jobs, one run at a time (shared/periodic.py).
             argv = [*LEXDESK, "worker", "-Q", queues, "--pool", "threads", "--concurrency", "4",
                     "--hostname", f"{name}@%h", "--loglevel", "INFO"]
-            if "timers" in queues.split(","):
-                argv += ["--beat", "--schedule", str(workdir / "celerybeat-schedule")]
             self.procs[name] = Proc(name, argv, self.env, logs / f"{name}.log", "log:ready.")
 
     def __enter__(self) -> System:
