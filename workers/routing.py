@@ -3,14 +3,16 @@ customer's acknowledgements and resumes say what must go (again)."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from typing import Any
+
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
 from shared.edge_bus import publish_frames
 from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER
-from shared.models import Destination, Message, MessageStatus, utcnow
+from shared.models import Conversation, Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
 from shared.store import current_connection, customer_frame
 from workers.base import LexdeskTask, app, settings
@@ -18,8 +20,43 @@ from workers.base import LexdeskTask, app, settings
 FRAMES_PER_PUBLISH = 100
 
 
+@app.task(name="routing.customer_acks", base=LexdeskTask)
+def customer_acks(acks: list[list[Any]]) -> None:
+    """An edge node's acknowledgements of one interval, `[[conversation_id, seq], ...]`, applied in one
+    transaction: one statement marks every conversation's frames up to its seq delivered, one advances
+    the conversations' acknowledged seq (never beyond what was numbered: the edge bounds each ack by
+    what it wrote, and a bound on what was committed as sent would race the deliver task's commit)."""
+    highest: dict[str, int] = {}
+    for conversation_id, seq in acks:
+        if isinstance(seq, int) and seq > 0:
+            highest[str(conversation_id)] = max(seq, highest.get(str(conversation_id), 0))
+    rows = dict(sorted(highest.items()))  # a stable order takes the rows' locks in a stable order
+    if not rows:
+        return
+    # `CASE conversation_id WHEN ... THEN seq END`: one statement for the batch, on PostgreSQL and SQLite.
+    acked_up_to = case(rows, value=Message.conversation_id)
+    with session_scope(settings().database_url) as session:
+        session.execute(
+            update(Message)
+            .where(Message.conversation_id.in_(list(rows)), Message.frame_seq <= acked_up_to,
+                   Message.destination == Destination.CUSTOMER,
+                   Message.status.in_([MessageStatus.PENDING, MessageStatus.SENT]))
+            .values(status=MessageStatus.DELIVERED, delivered_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        asked = case(rows, value=Conversation.id)
+        bounded = case((asked < Conversation.last_frame_seq, asked), else_=Conversation.last_frame_seq)
+        session.execute(
+            update(Conversation)
+            .where(Conversation.id.in_(list(rows)), Conversation.acked_frame_seq < bounded)
+            .values(acked_frame_seq=bounded)
+            .execution_options(synchronize_session=False)
+        )
+
+
 @app.task(name="routing.customer_ack", base=LexdeskTask)
 def customer_ack(conversation_id: str, seq: int) -> None:
+    """One acknowledgement (edge nodes of an earlier version send these; now they batch them)."""
     with session_scope(settings().database_url) as session:
         conversation = lock_conversation(session, conversation_id)
         if conversation is None:

@@ -58,8 +58,9 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 NATIVE_PATH = "/ws"
-UNAVAILABLE = object()
-ACK_COALESCE_SECONDS = 0.2  # what _store returns when the database failed
+UNAVAILABLE = object()  # what _store returns when the database failed
+# How long acknowledgements gather before the node sends them, all sockets' in one task.
+ACK_COALESCE_SECONDS = 0.2
 # Frames over max_frame_bytes get a `too_large` error and the socket stays open; beyond this hard
 # limit the websockets library closes the connection (1009) without buffering the rest.
 HARD_LIMIT_FACTOR = 4
@@ -94,6 +95,8 @@ class EdgeServer:
         self._admissions: dict[ServerConnection, Admission] = {}
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="edge-io")
         self._consumer: NodeQueueConsumer | None = None
+        self._pending_acks: dict[str, int] = {}  # conversation id -> highest seq acknowledged, not yet sent
+        self._ack_flush: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     # -- running ------------------------------------------------------------------------------------
@@ -179,9 +182,8 @@ class EdgeServer:
                     await session.websocket.send(json.dumps(translated))
                 # The Lex Web UI never acknowledges: what was written (or has no words in its dialect)
                 # counts as shown, or the sweep would send it again.
-                if isinstance(frame.get("seq"), int):
-                    await self._publish_or_error(session, "routing.customer_ack", None,
-                                                 conversation_id=session.conversation_id, seq=frame["seq"])
+                if isinstance(frame.get("seq"), int) and session.conversation_id is not None:
+                    self._queue_ack(session.conversation_id, frame["seq"])
             else:
                 await session.websocket.send(json.dumps(frame))
             if isinstance(frame.get("seq"), int):
@@ -474,14 +476,32 @@ class EdgeServer:
         if seq <= session.acked_seq:
             return
         session.acked_seq = seq
-        if session.ack_flush is None or session.ack_flush.done():
-            # A burst of frames brings a burst of acks: publish only the highest, once per interval.
-            session.ack_flush = asyncio.create_task(self._flush_ack(session))
+        assert session.conversation_id is not None
+        self._queue_ack(session.conversation_id, seq)
 
-    async def _flush_ack(self, session: CustomerSession) -> None:
-        await asyncio.sleep(ACK_COALESCE_SECONDS)
-        await self._publish_or_error(session, "routing.customer_ack", None,
-                                     conversation_id=session.conversation_id, seq=session.acked_seq)
+    def _queue_ack(self, conversation_id: str, seq: int) -> None:
+        """Acknowledgements are batched per node (Zulip's batch consumer is the model): every socket's
+        highest ack of the interval goes out in one `routing.customer_acks` task, applied in one
+        transaction, instead of a task and a transaction per socket."""
+        self._pending_acks[conversation_id] = max(seq, self._pending_acks.get(conversation_id, 0))
+        if self._ack_flush is None or self._ack_flush.done():
+            self._ack_flush = asyncio.create_task(self._flush_acks())
+
+    async def _flush_acks(self) -> None:
+        # One task at a time (see _queue_ack); it goes on while acks keep coming in.
+        while True:
+            await asyncio.sleep(ACK_COALESCE_SECONDS)
+            batch, self._pending_acks = self._pending_acks, {}
+            try:
+                await self._io(send_task, "routing.customer_acks", acks=sorted([c, s] for c, s in batch.items()))
+            except Exception as exc:
+                # Cumulative: kept for the next flush. (An ack that never arrives only means its frames
+                # are shown again on resume, where the client drops what it has.)
+                log.error("edge_ack_publish_failed", acks=len(batch), error=repr(exc))
+                for conversation_id, seq in batch.items():
+                    self._pending_acks[conversation_id] = max(seq, self._pending_acks.get(conversation_id, 0))
+            if not self._pending_acks:
+                return
 
     async def _store(self, session: CustomerSession, frame_id: str | None, operation: Callable[..., T],
                      *args: Any) -> Any:

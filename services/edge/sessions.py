@@ -202,7 +202,6 @@ class CustomerSession:
     closed: bool = False  # the conversation has ended
     acked_seq: int = 0
     written_seq: int = 0  # the highest seq written to this socket
-    ack_flush: asyncio.Task[None] | None = None
     outbound: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
 

@@ -59,7 +59,7 @@ def test_tiny_fixed_concurrency_run_reports_ratios(tmp_path: Path) -> None:
     assert chain["hops"] == 4 and chain["error_count"] == 0
     assert steady["accepted"]["count"] == steady["trips"]["sent"]
     assert steady["db_commits_per_message"] is None  # PostgreSQL only
-    assert steady["hops"] and steady["cpu_percent"]
+    assert steady["hops"] and steady["cpu_percent"] and steady["machine_busy_percent"] is not None
 
     for name in ("throughput_ratio", "p50_ratio", "p99_ratio", "littles_law_ratio"):
         assert isinstance(comparison[name], float) and comparison[name] > 0, name

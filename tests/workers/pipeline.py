@@ -100,11 +100,10 @@ class Pipeline:
 
     def _edge(self, envelope: dict[str, Any]) -> None:
         """What services/edge does with frames for a socket it holds: write them, then acknowledge the
-        highest seq (the edge coalesces a burst of acks into one)."""
+        highest seq (the edge sends every socket's acks of an interval in one task)."""
         from shared.celery_app import send_task
 
         frames = [f for f in envelope["frames"] if isinstance(f.get("seq"), int)]
         self.shown.extend(frames)
         if frames:
-            send_task("routing.customer_ack", conversation_id=envelope["conversation_id"],
-                      seq=max(f["seq"] for f in frames))
+            send_task("routing.customer_acks", acks=[[envelope["conversation_id"], max(f["seq"] for f in frames)]])

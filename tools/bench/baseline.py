@@ -35,6 +35,7 @@ from celery import Celery
 from kombu import Connection, Consumer, Exchange, Queue
 
 from shared import embedded_broker
+from tools.bench import infra
 
 if TYPE_CHECKING:
     from tools.bench.report import ChainReport
@@ -118,6 +119,8 @@ class _Loop:
     unexpected: int = 0  # replies to no round trip of ours (must be 0)
     window: float = 0.0  # seconds from the window's start to its last reply (or the drain bound)
     cpu: float | None = None  # CPU seconds of the worker processes over the window
+    machine_busy: float | None = None
+    loadavg: float | None = None
 
     def error(self, message: str) -> None:
         self.error_count += 1
@@ -165,6 +168,7 @@ def run_chain(broker_url: str, workdir: Path, *, in_flight: int = 16, seconds: f
                          wall_seconds=round(wall, 3), per_second=round(answered / wall, 2) if wall > 0 else 0.0),
         cpu_ms_per_trip=round(1000 * cpu / answered, 2) if answered and cpu is not None else None,
         cpu_percent=round(100 * cpu / window, 1) if window > 0 and cpu is not None else None,
+        machine_busy_percent=loop.machine_busy, loadavg_after=loop.loadavg,
         error_count=loop.error_count, errors=loop.errors)
 
 
@@ -208,7 +212,7 @@ def _drive(driver: Celery, connection: Connection, channel: Any, queues: Sequenc
                 loop.error(f"warm-up: {len(loop.sent_at)} round trips unanswered after {DRAIN_SECONDS:g}s")
                 loop.sent_at.clear()
             say(f"chain: {in_flight} in flight for {seconds:g}s")
-            cpu_before = _cpu(pids)
+            cpu_before, machine_before = _cpu(pids), infra.machine_cpu()
             started = time.perf_counter()
             loop.window_end, loop.measuring = started + seconds, True
             for slot in range(in_flight):
@@ -217,6 +221,8 @@ def _drive(driver: Celery, connection: Connection, channel: Any, queues: Sequenc
             loop.window = time.perf_counter() - started
             cpu_after = _cpu(pids)
             loop.cpu = sum(cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after)
+            loop.machine_busy = infra.busy_percent(machine_before, infra.machine_cpu())
+            loop.loadavg = round(os.getloadavg()[0], 2)
             if loop.sent_at:
                 loop.error(f"{len(loop.sent_at)} round trips unanswered {DRAIN_SECONDS:g}s after the window")
 
@@ -231,8 +237,6 @@ def _drain_until(connection: Connection, done: Callable[[], bool], deadline: flo
 
 
 def _cpu(pids: Sequence[int]) -> dict[int, float]:
-    from tools.bench import infra
-
     found: dict[int, float] = {}
     for leader in pids:
         for pid, _comm in infra.process_group(leader):

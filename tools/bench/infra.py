@@ -93,6 +93,22 @@ def processes_matching(needle: str) -> list[int]:
     return sorted(found)
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (/proc/stat), to tell a phase that
+    saturated the machine (its own processes or anyone else's) from one that waited."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return (total - idle) / _TICKS, total / _TICKS
+
+
+def busy_percent(start: tuple[float, float], end: tuple[float, float]) -> float | None:
+    """Share of all the machine's cores that was busy between two machine_cpu() readings."""
+    total = end[1] - start[1]
+    return round(100 * (end[0] - start[0]) / total, 1) if total > 0 else None
+
+
 def postgres_commits(database: str) -> int | None:
     """Transactions committed in `database` so far (pg_stat_database; the statistics lag by up to a
     second, so read it after the load has settled)."""

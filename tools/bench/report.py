@@ -65,6 +65,8 @@ class ChainReport:
     trips: RoundTrips  # sent = round trips started in the window; answered below it means some never came
     cpu_ms_per_trip: float | None  # CPU of the four worker processes per round trip
     cpu_percent: float | None  # the four workers together, of one core, over the window
+    machine_busy_percent: float | None = None  # all cores of the machine, anyone's work, over the window
+    loadavg_after: float | None = None  # 1-minute load average at the end of the window
     error_count: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -89,6 +91,12 @@ class SteadyReport:
     database_cpu_ms_per_message: float | None
     cpu_percent: dict[str, float]  # per process (and PostgreSQL's backends), of one core, over the window
     hops: dict[str, Latency]  # where the time goes, from the rows' timestamps (tools/bench/stages.py)
+    machine_busy_percent: float | None = None  # all cores of the machine, anyone's work, over the window
+    loadavg_after: float | None = None  # 1-minute load average at the end of the window
+    # Commits per second while lexdesk sat idle (during the chain, 16 customers at an agent, nobody
+    # typing), and the commits per message with that rate taken out over the counted span: an estimate.
+    background_commits_per_second: float | None = None
+    db_commits_per_message_net: float | None = None
     duplicates: int = 0
     gaps: int = 0
 
@@ -327,10 +335,13 @@ def _render_fixed(report: BenchReport, console: Console) -> None:
         table.add_row("lexdesk ÷ chain", "", ratio(comparison.p50_ratio), "", ratio(comparison.p99_ratio), "",
                       ratio(comparison.throughput_ratio))
     console.print(table)
+    console.print(f"machine during lexdesk's window: {_ms(steady.machine_busy_percent)}% of all {report.cores} cores "
+                  f"busy (anyone's work), load average {_ms(steady.loadavg_after)} at its end")
     if chain is not None:
         console.print(f"chain: {chain.broker}, {chain.worker_concurrency} threads per hop's worker, "
                       f"{_ms(chain.cpu_ms_per_trip)} ms CPU per round trip in its workers "
-                      f"({_ms(chain.cpu_percent)}% of a core)")
+                      f"({_ms(chain.cpu_percent)}% of a core); machine {_ms(chain.machine_busy_percent)}% busy, "
+                      f"load average {_ms(chain.loadavg_after)} at its end")
         for error in chain.errors:
             console.print(f"  [red]chain error[/red] {error}")
     commits = "-" if steady.db_commits_per_message is None else f"{steady.db_commits_per_message:.1f}"
@@ -339,7 +350,10 @@ def _render_fixed(report: BenchReport, console: Console) -> None:
     where = (f"pg_stat_database.xact_commit of the run's database over the window and {steady.stats_lag_seconds:g}s "
              "after it, so background work such as the sweep and pings is in it" if steady.stats_lag_seconds
              else "measured on PostgreSQL only")
-    console.print(f"lexdesk: [bold]{commits} database commits per message[/bold] ({where}); "
+    net = "" if steady.db_commits_per_message_net is None else (
+        f"; idle, it commits {steady.background_commits_per_second:g}/s, which leaves "
+        f"~{steady.db_commits_per_message_net:.1f} per message")
+    console.print(f"lexdesk: [bold]{commits} database commits per message[/bold] ({where}{net}); "
                   f"{_ms(steady.cpu_ms_per_message)} ms CPU per message in the product's processes{database}")
     busy = sorted(steady.cpu_percent.items(), key=lambda item: -item[1])[:6]
     console.print("busiest processes in the window (% of a core): "

@@ -51,6 +51,7 @@ from tools.harness.backends import Backend
 from tools.harness.system import System
 
 DRAIN_SECONDS = 30.0  # after the window, the longest the answers still in flight are waited for
+MIN_IDLE_SECONDS = 5.0  # the shortest idle stretch a background commit rate is taken from
 SETUP_SECONDS = 2 * MESSAGE_TIMEOUT  # opening the customers, their hand-offs and the warm-up round trip
 
 Log = Callable[[str], None]
@@ -104,6 +105,7 @@ async def _fixed(system: System, base: Backend, workdir: Path, usage: Usage, run
     clients = await _open(fixed, url, in_flight, "steady", [])
     steady: SteadyReport | None = None
     chain: ChainReport | None = None
+    trips: list[Trip] = []
     try:
         ready: list[BenchClient] = []
         await _phase(fixed, clients, lambda client: _handoff(fixed, client, Phase(), ready))
@@ -112,22 +114,24 @@ async def _fixed(system: System, base: Backend, workdir: Path, usage: Usage, run
             say(f"fixed concurrency: agent reply delay 0, Talkdesk latency {latency:g}s; one warm-up round trip each")
             await _phase(fixed, ready, lambda client: _customer(fixed, client, Phase(), [], "warm", 0.0))
             say(f"bare Celery chain: {in_flight} in flight for {seconds:g}s on {chain_broker_url(base, workdir)}")
+            # lexdesk is idle while the chain runs: once the statistics have caught up with the warm-up, the
+            # commits counted until the window starts are its background work (sweep, periodic jobs, pings).
+            idle_probe = asyncio.create_task(_commits_later(base.database, PG_STATS_LAG))
             chain = await asyncio.to_thread(run_chain, chain_broker_url(base, workdir), workdir,
                                             in_flight=in_flight, seconds=seconds, log=say)
+            before = await _commits_later(base.database, 0.0)
+            idle = idle_probe.result() if idle_probe.done() else None
+            idle_probe.cancel()
             say(f"lexdesk agent round trips: {len(ready)} customers in flight for {seconds:g}s")
-            steady = await _steady(system, base, usage, fixed, ready, seconds, latency)
+            steady = await _steady(usage, fixed, ready, trips, seconds, latency)
         finally:
             await _knobs(system.talkdesk_url, reply_delay=default_delay, latency=0.0)
-        if base.database:
+        if base.database and steady is not None:
             say(f"waiting {PG_STATS_LAG:g}s for PostgreSQL's statistics")
-            await asyncio.sleep(PG_STATS_LAG)
-            after = await asyncio.to_thread(infra.postgres_commits, base.database)
-            if steady is not None and steady.db_commits is not None and after is not None:
-                steady.db_commits = after - steady.db_commits  # it held the reading before the window
-                answered = steady.trips.answered
-                steady.db_commits_per_message = round(steady.db_commits / answered, 1) if answered else None
-            elif steady is not None:
-                steady.db_commits = None
+            after = await _commits_later(base.database, PG_STATS_LAG)
+            _count_commits(steady, idle, before, after)
+        if steady is not None:
+            steady.hops = (await asyncio.to_thread(breakdown, system.database_url, trips)).get("agent", {})
     finally:
         if steady is not None:
             steady.duplicates = sum(c.duplicates for c in clients)
@@ -138,30 +142,56 @@ async def _fixed(system: System, base: Backend, workdir: Path, usage: Usage, run
     return steady, chain
 
 
-async def _steady(system: System, base: Backend, usage: Usage, fixed: Run, ready: list[BenchClient],
-                  seconds: float, latency: float) -> SteadyReport:
-    before = await asyncio.to_thread(infra.postgres_commits, base.database) if base.database else None
-    cpu_before = _cpu_start(usage)
-    phase, trips = Phase(), []
+Reading = tuple[float, int]  # (perf_counter, xact_commit)
+
+
+async def _commits_later(database: str | None, delay: float) -> Reading | None:
+    """pg_stat_database.xact_commit of `database` after `delay` seconds (None without PostgreSQL)."""
+    if not database:
+        return None
+    await asyncio.sleep(delay)
+    value = await asyncio.to_thread(infra.postgres_commits, database)
+    return None if value is None else (time.perf_counter(), value)
+
+
+def _count_commits(steady: SteadyReport, idle: Reading | None, before: Reading | None,
+                   after: Reading | None) -> None:
+    if before is None or after is None:
+        return
+    steady.db_commits = after[1] - before[1]
+    answered = steady.trips.answered
+    steady.db_commits_per_message = round(steady.db_commits / answered, 1) if answered else None
+    if idle is not None and before[0] - idle[0] >= MIN_IDLE_SECONDS:
+        rate = (before[1] - idle[1]) / (before[0] - idle[0])
+        steady.background_commits_per_second = round(rate, 2)
+        if answered:
+            net = steady.db_commits - rate * (after[0] - before[0])
+            steady.db_commits_per_message_net = round(net / answered, 1)
+
+
+async def _steady(usage: Usage, fixed: Run, ready: list[BenchClient], trips: list[Trip], seconds: float,
+                  latency: float) -> SteadyReport:
+    cpu_before, machine_before = _cpu_start(usage), infra.machine_cpu()
+    phase = Phase()
     started = time.perf_counter()
     fixed.deadline = started + seconds + DRAIN_SECONDS
     window_end = started + seconds
     await _phase(fixed, ready, lambda client: _customer(fixed, client, phase, trips, "steady", window_end))
     wall = time.perf_counter() - started
     cpu = _cpu_since(usage, cpu_before)
+    machine_busy, loadavg = infra.busy_percent(machine_before, infra.machine_cpu()), round(os.getloadavg()[0], 2)
     phase.expected = phase.sent
     answered = len(phase.latencies)
     product = sum(value for name, value in cpu.items() if name.startswith(PRODUCT))
     database = cpu.get(DATABASE)
-    hops = await asyncio.to_thread(breakdown, system.database_url, trips)
     return SteadyReport(
         in_flight=len(ready), seconds=seconds, agent_reply_delay_seconds=0.0, talkdesk_latency_seconds=latency,
-        trips=phase.summary(), accepted=Latency.of(phase.accepted), db_commits=before, db_commits_per_message=None,
-        stats_lag_seconds=PG_STATS_LAG if base.database else 0.0,
+        trips=phase.summary(), accepted=Latency.of(phase.accepted), db_commits=None, db_commits_per_message=None,
+        stats_lag_seconds=PG_STATS_LAG if usage.database else 0.0,
         cpu_ms_per_message=round(1000 * product / answered, 2) if answered else None,
         database_cpu_ms_per_message=round(1000 * database / answered, 2) if answered and database is not None else None,
         cpu_percent={name: round(100 * value / wall, 1) for name, value in cpu.items()} if wall > 0 else {},
-        hops=hops.get("agent", {}))
+        hops={}, machine_busy_percent=machine_busy, loadavg_after=loadavg)
 
 
 async def _customer(run: Run, client: BenchClient, phase: Phase, trips: list[Trip], label: str,
