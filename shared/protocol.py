@@ -77,6 +77,40 @@ class Ping(Frame):
     type: Literal["ping"]
 
 
+# JSON nested deeper than this is refused as malformed, by the edge (bad_frame) and the callback app
+# (422), before it is parsed: Python's parser and every recursive walk over a value (redaction,
+# validation, the JSON column) would otherwise meet the interpreter's recursion limit at some depth
+# that depends on the stack, and fail there as something else. No client of ours nests beyond a few.
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(text: str | bytes) -> int:
+    """How deep brackets nest outside JSON strings: a linear scan, no parsing (the text need not even
+    be valid JSON)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be too deep: most frames are small, skip the scan
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 CLIENT_FRAMES: dict[str, type[Frame]] = {
     "hello": Hello, "resume": Resume, "message": CustomerMessage, "typing": Typing, "ack": Ack, "end": End,
     "ping": Ping,

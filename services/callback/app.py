@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from services.callback.codehook import add_code_hook_route
 from services.callback.http_server import uvicorn_options
@@ -32,6 +33,7 @@ from shared.db import read_scope, session_scope
 from shared.metrics import DatabaseCollector, HttpMetrics
 from shared.models import Conversation, utcnow
 from shared.periodic import last_run
+from shared.protocol import MAX_JSON_DEPTH, json_depth
 from shared.readiness import check_database_writable, describe
 from shared.settings import Settings
 from shared.store import customer_frame, handoff_in_flight, transcript
@@ -102,6 +104,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     too_large = {"error": "too_large", "message": f"request body exceeds {MAX_BODY_BYTES} bytes"}
 
+    def routed(request: Request) -> bool:
+        # A path no route serves is a 404 whatever its body: the body is judged only where it is read.
+        return any(route.matches(request.scope)[0] == Match.FULL for route in app.router.routes)
+
     @app.middleware("http")
     async def _count(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
@@ -114,6 +120,13 @@ def create_app(settings: Settings) -> FastAPI:
         elif declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             # Refused before reading (a streamed body over the limit is refused by max_body_size).
             response = JSONResponse(too_large, status_code=413)
+        elif (declared.isdigit() and int(declared) > 0 and routed(request)
+              and json_depth(await request.body()) > MAX_JSON_DEPTH):
+            # Malformed before it is parsed (shared/protocol.py MAX_JSON_DEPTH). The body read here, at most
+            # 64 KiB, is what the route then reads.
+            message = f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            response = JSONResponse({"error": "invalid_body", "message": message,
+                                     "fields": [{"name": "body", "description": message[6:]}]}, status_code=422)
         else:
             response = await call_next(request)
         route = request.scope.get("route")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared.protocol import MAX_JSON_DEPTH, json_depth
+
 PATH = "/talkdesk"
 END_CLOSE_CODE = 4000
 # The conversationId is not a handle lexdesk issued (docs/protocol.md §2, v1.1: a code in the 4400s).
@@ -33,11 +35,11 @@ def server_frame(frame: dict[str, Any]) -> dict[str, Any] | None:
 
 def customer_text(raw: str | bytes) -> str | None:
     """The customer's text from an `onMessage` action, or None for anything else."""
-    if isinstance(raw, bytes):
+    if isinstance(raw, bytes) or json_depth(raw) > MAX_JSON_DEPTH:
         return None
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("action") != "onMessage":
         return None

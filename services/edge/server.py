@@ -44,6 +44,7 @@ from shared.celery_app import get_celery_app, send_task
 from shared.edge_bus import publish_frames
 from shared.protocol import (
     CLIENT_FRAMES,
+    MAX_JSON_DEPTH,
     Ack,
     CustomerMessage,
     Frame,
@@ -51,6 +52,7 @@ from shared.protocol import (
     Resume,
     describe_validation_error,
     error_frame,
+    json_depth,
 )
 from shared.settings import Settings
 
@@ -300,6 +302,9 @@ class EdgeServer:
         if len(raw.encode()) > self.settings.max_frame_bytes:
             await self._send(session, error_frame(
                 "too_large", f"frame of {len(raw.encode())} bytes exceeds {self.settings.max_frame_bytes}"))
+            return False
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            await self._send(session, error_frame("bad_frame", f"JSON nested deeper than {MAX_JSON_DEPTH} levels"))
             return False
         try:
             data = json.loads(raw)

@@ -502,3 +502,32 @@ def test_nul_character_in_hello_gets_an_error_frame_not_a_crash(system: System) 
             await customer.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_json_nested_too_deep_is_malformed_before_it_is_parsed(system: System) -> None:
+    """Found by `lexdesk fuzz`: a hello whose attributes nested a few hundred levels deep parsed, then
+    broke the redaction's walk (RecursionError) and was answered `unavailable`, as if a resend could
+    help; a deep body's answer depended on where the interpreter's recursion limit fell. Both now
+    refuse it as malformed, at a fixed depth (shared/protocol.py MAX_JSON_DEPTH)."""
+    from shared.protocol import MAX_JSON_DEPTH
+
+    deep = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
+
+    async def frames() -> None:
+        customer = Customer()
+        await customer.connect(system.edge_urls[0])
+        hello = '{"type": "hello", "attributes": {"k": ' + deep + "}}"
+        await expect_error(customer, hello, "bad_frame", f"deeper than {MAX_JSON_DEPTH}")
+        await expect_error(customer, '{"type": "", "x": ' + deep + "}", "bad_frame", f"deeper than {MAX_JSON_DEPTH}")
+        at_the_limit = "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)  # inside the frame's object
+        await expect_error(customer, '{"type": "nope", "x": ' + at_the_limit + "}", "unknown_type")
+        await customer.hello(system.edge_urls[0], attributes={"page": {"section": ["a", {"b": "c"}]}})
+        await customer.disconnect()
+
+    asyncio.run(frames())
+    with system.callback() as callback:
+        response = callback.post("/talkdesk/conversations/no-such-conversation/messages",
+                                 content='{"id": "m", "content": "x", "extra": ' + deep + "}",
+                                 headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert f"deeper than {MAX_JSON_DEPTH}" in response.json()["message"]

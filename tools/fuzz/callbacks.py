@@ -27,6 +27,7 @@ import httpx
 from hypothesis import strategies as st
 
 from services.callback.schemas import AgentJoined, AgentMessage, Close, Webhook
+from shared.protocol import MAX_JSON_DEPTH, json_depth
 from tools.fuzz import values as v
 from tools.fuzz.known import body_bug, parsed_as_json, url_bug, webhook_bug
 from tools.fuzz.report import PhaseStats, Violations
@@ -188,6 +189,8 @@ def _parse_like_fastapi(body: bytes | None, content_type: str | None) -> tuple[s
     when the Content-Type says so) or ("invalid", None) when JSON that cannot be parsed."""
     if not body:
         return "missing", None
+    if json_depth(body) > MAX_JSON_DEPTH:
+        return "invalid", None  # refused before parsing, whatever the Content-Type (shared/protocol.py)
     if parsed_as_json(content_type):
         try:
             return "json", json.loads(body)

@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from services.edge import tokens
-from shared.protocol import CLIENT_FRAMES, ERROR_CODES
+from shared.protocol import CLIENT_FRAMES, ERROR_CODES, MAX_JSON_DEPTH, json_depth
 from tools.fuzz import values as v
 from tools.fuzz.known import ack_ahead, frame_bug
 from tools.fuzz.report import PhaseStats, Violations
@@ -282,6 +282,8 @@ def expect(payload: str | bytes, invalid_utf8: bool, started: bool, ended: bool,
         return Expect(frozenset({"error:bad_frame"}))
     if size > MAX_FRAME:
         return Expect(frozenset({"error:too_large"}))
+    if json_depth(payload) > MAX_JSON_DEPTH:
+        return Expect(frozenset({"error:bad_frame"}))  # refused before parsing (shared/protocol.py)
     try:
         data = json.loads(payload)
     except (ValueError, RecursionError):  # too deep to parse is as unusable as not JSON
