@@ -97,7 +97,7 @@ class BenchClient:
                             self.gaps += 1
                         self.shown.append(Stamped(at, wall, frame))
                         self.last_seq = seq
-                        # Acknowledge like a browser does: it is part of the load (routing.customer_ack),
+                        # Acknowledge like a browser does: it is part of the load (routing.customer_acks),
                         # and unacknowledged frames would be resent by the sweep.
                         with contextlib.suppress(ConnectionClosed):
                             await self.ws.send(json.dumps({"type": "ack", "seq": seq}))
