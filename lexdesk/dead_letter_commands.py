@@ -3,8 +3,6 @@ and putting it back in its conversation's stream."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,10 +14,6 @@ from shared.settings import Settings
 
 console = Console()
 
-Conversation = Annotated[str | None, typer.Option("--conversation", help="Only this conversation id")]
-ErrorClass = Annotated[str | None, typer.Option("--error", help="Only this error class (transient, permanent, ...)")]
-Since = Annotated[str | None, typer.Option(help="Created at or after (ISO 8601, UTC if no zone)")]
-Until = Annotated[str | None, typer.Option(help="Created before (ISO 8601)")]
 
 
 def _filter(ids: list[int] | None, conversation: str | None, error: str | None, since: str | None,

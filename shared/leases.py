@@ -83,10 +83,12 @@ class Lease:
             lease.holder, lease.expires_at = self.holder, expires
         return conversation
 
-    def settle(self, session: Session) -> bool:
+    def settle(self, session: Session, locked: bool = False) -> bool:
         """In the transaction that recorded a message's outcome: give the lease back if nothing is
-        pending (True: the drain is done), else renew it (False: go on)."""
-        lock_conversation(session, self.conversation_id)
+        pending (True: the drain is done), else renew it (False: go on). `locked`: the transaction holds
+        the conversation's row lock already (no second SELECT ... FOR UPDATE)."""
+        if not locked:
+            lock_conversation(session, self.conversation_id)
         if has_pending(session, self.conversation_id, self.destination):
             lease = session.get(DrainLease, (self.conversation_id, self.destination))
             if lease is None or lease.holder != self.holder:

@@ -60,7 +60,7 @@ def _step(conversation_id: str, lease: Lease) -> None:
             message.status = MessageStatus.SKIPPED
             message.sealed_body = None
             message.last_error = f"not sent to the bot: conversation is {conversation.state}"
-            lease.settle(session)
+            lease.settle(session, locked=True)
             return
         message_id, session_id = message.id, conversation.lex_session_id
         text = message.body if message.sealed_body is None else unseal(data_key(), message.sealed_body)
@@ -92,7 +92,7 @@ def _record_turn(conversation_id: str, message_id: int, turn: BotTurn, lease: Le
         conversation = lock_conversation(uow.session, conversation_id)
         message = uow.session.get_one(Message, message_id)
         if conversation is None or message.status != MessageStatus.PENDING:
-            lease.settle(uow.session)
+            lease.settle(uow.session, locked=conversation is not None)
             return  # a drain whose lease had expired already recorded it
         lex_info = {"intent": turn.intent, "intent_state": turn.intent_state, "dialog_action": turn.dialog_action}
         message.status = MessageStatus.DELIVERED
@@ -131,7 +131,7 @@ def _record_turn(conversation_id: str, message_id: int, turn: BotTurn, lease: Le
             uow.publish_after_commit(STILL_WAITING, conversation_id=conversation_id, since_seq=message.seq,
                                      prompts_sent=0)
         uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
-        lease.settle(uow.session)
+        lease.settle(uow.session, locked=True)
 
 
 

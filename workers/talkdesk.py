@@ -52,7 +52,7 @@ def _step(conversation_id: str, lease: Lease) -> None:
             # Only reachable after a failed handoff skipped what was queued behind it.
             message.status = MessageStatus.SKIPPED
             message.last_error = "no Talkdesk conversation to send to"
-            lease.settle(session)
+            lease.settle(session, locked=True)
             return
         start_body = _handoff_body(session, conversation, message) if event == "handoff_requested" else None
     client = talkdesk_client()
@@ -77,7 +77,7 @@ def _step(conversation_id: str, lease: Lease) -> None:
             ended = lock_conversation(uow.session, conversation_id)
             if ended is not None:
                 close(uow, ended, by="agent")  # settles every pending row: nothing is left to drain
-            lease.settle(uow.session)
+            lease.settle(uow.session, locked=ended is not None)
     except DeliveryError as error:
         outcome, failed = record_failure(message_id, error, lease)
         if outcome == Failure.RETRY:
@@ -119,7 +119,7 @@ def _handoff_done(conversation_id: str, message_id: int, talkdesk_id: str, lease
         elif conversation.state == ConversationState.CLOSED:
             # The customer left while the handoff was in flight: the end row queued behind it ends it.
             log.info("handoff_completed_after_close", conversation_id=conversation_id)
-        lease.settle(uow.session)
+        lease.settle(uow.session, locked=True)
 
 
 def _end_quietly(talkdesk_id: str) -> None:

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from tools.harness.processes import alive, descendants
 from tools.harness.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,34 +73,6 @@ class UpProcess:
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait(10)
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live process below `pid`, from /proc (children of children included)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: set[int] = set()
-    frontier = [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, ppid in parents.items() if ppid == parent]
-        found.update(children)
-        frontier.extend(children)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _pid_of(name: str, descendants: set[int]) -> int:
@@ -168,7 +141,7 @@ def test_a_new_user_runs_the_first_command(clone: Path, tmp_path: Path) -> None:
         assert "checking or savings" in str(bot["text"]).lower()
 
         # One child dying (an emulator) does not stop the system: it is restarted, and it is said.
-        children = _descendants(up.popen.pid)
+        children = descendants(up.popen.pid)
         lex = _pid_of("emulate lex", children)
         os.kill(lex, signal.SIGKILL)
         up.wait_for("lex-emulator restarted", timeout=30)
@@ -179,11 +152,11 @@ def test_a_new_user_runs_the_first_command(clone: Path, tmp_path: Path) -> None:
         assert any(f.get("type") == "message" and f.get("from") == "bot" for f in again)
 
         # Ctrl-C: every child and grandchild (Celery's beat) gone, exit 0.
-        children = _descendants(up.popen.pid)
+        children = descendants(up.popen.pid)
         assert len(children) >= 5, children
         took = up.interrupt()
         print(f"Ctrl-C to exit: {took:.1f}s")
-        left = [pid for pid in children if _alive(pid)]
+        left = [pid for pid in children if alive(pid)]
         assert not left, f"still running after Ctrl-C: {left}"
         assert "stopped" in up.output
     finally:

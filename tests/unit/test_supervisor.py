@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lexdesk.supervisor import Child, Supervisor, ensure_secrets
+from tools.harness.processes import alive
 
 SLEEPER = [sys.executable, "-c", "import time; print('sleeper up', flush=True); time.sleep(600)"]
 # Starts a grandchild in its own process and sleeps: the stop must take the grandchild too.
@@ -102,7 +103,7 @@ def test_stop_takes_children_grandchildren_and_the_stubborn(tmp_path: Path) -> N
     thread.join(20)
     assert result == [0]
     assert parent.process.poll() is not None and stubborn.process.poll() is not None  # type: ignore[union-attr]
-    _wait(lambda: not _alive(grandchild), timeout=5)
+    _wait(lambda: not alive(grandchild), timeout=5)
     assert said.has("killed after 2s: stubborn")
 
 
@@ -129,11 +130,3 @@ def test_secrets_file_is_private_from_creation(tmp_path: Path) -> None:
 
 def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

@@ -35,6 +35,7 @@ from celery import Celery
 from kombu import Connection, Consumer, Exchange, Queue
 
 from shared import embedded_broker
+from shared.celery_app import delivery_settings
 from tools.bench import infra
 
 if TYPE_CHECKING:
@@ -61,26 +62,10 @@ def uses_amqp(broker_url: str) -> bool:
 def build_app(broker_url: str, queues: Sequence[str]) -> Celery:
     """The chain's Celery app with the settings of shared/celery_app.py that bear on a hop's cost."""
     embedded_broker.install()  # sqla+ URLs: lexdesk's embedded transport (50 ms polling, WAL)
-    amqp = uses_amqp(broker_url)
     app = Celery("bench-chain", broker=broker_url, set_as_current=False)
     app.conf.update(
         task_queues=[Queue(q, routing_key=q, durable=True) for q in queues if q],
-        task_serializer="json",
-        accept_content=["json"],
-        task_ignore_result=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=False,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
-        worker_prefetch_multiplier=1 if amqp else 4,
-        worker_enable_prefetch_count_reduction=False,
-        broker_transport_options={"confirm_publish": True} if amqp else {},
-        broker_connection_retry_on_startup=True,
-        task_publish_retry=True,
-        task_publish_retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5},
-        worker_hijack_root_logger=False,
-        worker_send_task_events=False,
-        timezone="UTC",
+        **delivery_settings(uses_amqp(broker_url)),
     )
     return app
 
@@ -236,14 +221,9 @@ def _drain_until(connection: Connection, done: Callable[[], bool], deadline: flo
             connection.drain_events(timeout=min(0.5, left))
 
 
-def _cpu(pids: Sequence[int]) -> dict[int, float]:
-    found: dict[int, float] = {}
-    for leader in pids:
-        for pid, _comm in infra.process_group(leader):
-            seconds = infra.cpu_seconds(pid)
-            if seconds is not None:
-                found[pid] = seconds
-    return found
+def _cpu(leaders: Sequence[int]) -> dict[int, float]:
+    """CPU seconds so far of the workers' processes (their groups: what each one forked too)."""
+    return infra.cpu_by_pid(pid for leader in leaders for pid, _comm in infra.process_group(leader))
 
 
 def _delete_queues(channel: Any, names: Sequence[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+from collections.abc import Iterable
 
 from tools.harness.backends import BACKENDS, PG_ADMIN_URL, Backend, backend
 
@@ -62,6 +63,16 @@ def process_group(pgid: int) -> list[tuple[int, str]]:
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_pid(pids: Iterable[int]) -> dict[int, float]:
+    """CPU seconds so far of each of these processes that is still alive, by pid."""
+    found: dict[int, float] = {}
+    for pid in pids:
+        seconds = cpu_seconds(pid)
+        if seconds is not None:
+            found[pid] = seconds
+    return found
 
 
 def cpu_seconds(pid: int) -> float | None:

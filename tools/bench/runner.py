@@ -326,20 +326,29 @@ async def _handoff(run: Run, client: BenchClient, phase: Phase, ready: list[Benc
 
 
 async def _agent(run: Run, client: BenchClient, messages: int, phase: Phase, trips: list[Trip]) -> None:
-    assert client.welcome is not None
     for index in range(messages):
         if run.left() <= 0:
             return
-        message_id = f"{client.name}-agent-{index}"
-        text = f"{client.name} message {index} for the agent"
-        echo = f"You said: {text}"
-        try:
-            done = await _exchange(run, client, phase, message_id, text, _agent_says(echo))
-        except (FrameTimeout, ConnectionError) as exc:
-            run.error(f"{client.name}: no agent echo of {message_id} ({type(exc).__name__})")
+        trip = await agent_trip(run, client, phase, f"{client.name}-agent-{index}",
+                                f"{client.name} message {index} for the agent")
+        if trip is None:
             return
-        if done is not None:
-            trips.append(Trip(client.welcome["conversation_id"], message_id, echo, "agent", done[0], done[1]))
+        trips.append(trip)
+
+
+async def agent_trip(run: Run, client: BenchClient, phase: Phase, message_id: str, text: str) -> Trip | None:
+    """Say `text` to the agent and wait for the scripted echo; None (and the error noted) if it never
+    came: a later echo could be taken for this one's, so that customer stops."""
+    assert client.welcome is not None
+    echo = f"You said: {text}"
+    try:
+        done = await _exchange(run, client, phase, message_id, text, _agent_says(echo))
+    except (FrameTimeout, ConnectionError) as exc:
+        run.error(f"{client.name}: no agent echo of {message_id} ({type(exc).__name__})")
+        return None
+    if done is None:
+        return None
+    return Trip(client.welcome["conversation_id"], message_id, echo, "agent", done[0], done[1])
 
 
 # -- sockets and memory ---------------------------------------------------------------------------------

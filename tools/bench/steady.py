@@ -30,19 +30,18 @@ import httpx
 
 from tools.bench import infra
 from tools.bench.baseline import run_chain
-from tools.bench.client import BenchClient, FrameTimeout
+from tools.bench.client import BenchClient
 from tools.bench.emulator import AGENT_ROUTE
 from tools.bench.report import ChainReport, SteadyReport
 from tools.bench.runner import (
     MESSAGE_TIMEOUT,
     Phase,
     Run,
-    _agent_says,
     _close,
-    _exchange,
     _handoff,
     _open,
     _phase,
+    agent_trip,
 )
 from tools.bench.stages import Trip, breakdown
 from tools.bench.stats import Latency
@@ -171,7 +170,7 @@ def _count_commits(steady: SteadyReport, idle: Reading | None, before: Reading |
 
 async def _steady(usage: Usage, fixed: Run, ready: list[BenchClient], trips: list[Trip], seconds: float,
                   latency: float) -> SteadyReport:
-    cpu_before, machine_before = _cpu_start(usage), infra.machine_cpu()
+    cpu_before, machine_before = usage.cpu_by_pid(), infra.machine_cpu()
     phase = Phase()
     started = time.perf_counter()
     fixed.deadline = started + seconds + DRAIN_SECONDS
@@ -197,22 +196,15 @@ async def _steady(usage: Usage, fixed: Run, ready: list[BenchClient], trips: lis
 async def _customer(run: Run, client: BenchClient, phase: Phase, trips: list[Trip], label: str,
                     window_end: float) -> None:
     """Closed loop: say, wait for the echo, say the next, until `window_end` (at least once)."""
-    assert client.welcome is not None
     index = 0
     while index == 0 or time.perf_counter() < window_end:
         if run.left() <= 0:
             return
-        message_id = f"{client.name}-{label}-{index}"
-        text = f"{client.name} {label} message {index}"
-        echo = f"You said: {text}"
-        try:
-            done = await _exchange(run, client, phase, message_id, text, _agent_says(echo))
-        except (FrameTimeout, ConnectionError) as exc:
-            run.error(f"{client.name}: no agent echo of {message_id} ({type(exc).__name__})")
+        trip = await agent_trip(run, client, phase, f"{client.name}-{label}-{index}",
+                                f"{client.name} {label} message {index}")
+        if trip is None:
             return
-        if done is None:
-            return
-        trips.append(Trip(client.welcome["conversation_id"], message_id, echo, "agent", done[0], done[1]))
+        trips.append(trip)
         index += 1
 
 
@@ -225,17 +217,6 @@ async def _knobs(talkdesk_url: str, *, reply_delay: float, latency: float) -> fl
         agent = await client.put(AGENT_ROUTE, json={"agent_reply_delay": reply_delay})
         agent.raise_for_status()
     return float(agent.json()["previous"])
-
-
-def _cpu_start(usage: Usage) -> dict[int, float]:
-    """CPU seconds so far of every watched process, by pid."""
-    found: dict[int, float] = {}
-    for row in usage.watched():
-        for pid in row.pids:
-            seconds = infra.cpu_seconds(pid)
-            if seconds is not None:
-                found[pid] = seconds
-    return found
 
 
 def _cpu_since(usage: Usage, start: dict[int, float]) -> dict[str, float]:

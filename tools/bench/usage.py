@@ -56,26 +56,21 @@ class Usage:
                             True))
         return rows
 
-    def _cpu(self) -> dict[int, float]:
-        found = {}
-        for row in self.watched():
-            for pid in row.pids:
-                seconds = infra.cpu_seconds(pid)
-                if seconds is not None:
-                    found[pid] = seconds
-        return found
+    def cpu_by_pid(self) -> dict[int, float]:
+        """CPU seconds so far of every watched process, by pid."""
+        return infra.cpu_by_pid(pid for row in self.watched() for pid in row.pids)
 
     def start(self) -> None:
         """Blocking (it may wait for PostgreSQL's statistics): call it off the event loop."""
         if self.database:
             time.sleep(PG_STATS_LAG)  # let what came before the load reach the statistics first
             self._commits = [infra.postgres_commits(self.database)]
-        self._cpu_at_start, self._started = self._cpu(), time.perf_counter()
+        self._cpu_at_start, self._started = self.cpu_by_pid(), time.perf_counter()
 
     def stop(self) -> None:
         """Blocking, like start()."""
         if self._started is not None:
-            self._cpu_at_end, self._wall = self._cpu(), time.perf_counter() - self._started
+            self._cpu_at_end, self._wall = self.cpu_by_pid(), time.perf_counter() - self._started
             if self.database:
                 time.sleep(PG_STATS_LAG)
                 self._commits.append(infra.postgres_commits(self.database))

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from shared.protocol import json_depth
+
 
 @dataclass(frozen=True)
 class KnownBug:
@@ -85,35 +87,10 @@ KNOWN_BUGS = {bug.key: bug for bug in (
 )}
 
 # JSON nested this deep or deeper is treated as the deep-JSON bug: the limit that breaks is Python's
-# recursion limit (1000) minus the parser's caller's stack depth, a little under 1000.
+# recursion limit (1000) minus the parser's caller's stack depth, a little under 1000. (Measured with
+# the product's own scanner, shared/protocol.py json_depth.)
 DEEP = 900
 INT64_MAX = 2**63 - 1
-
-
-def json_depth(text: str | bytes) -> int:
-    """How deep brackets nest outside JSON strings (a cheap scan; the text need not be valid JSON)."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    if text.count("[") + text.count("{") < DEEP:
-        return 0  # cannot reach DEEP: skip the scan, most inputs are small
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
 
 
 def _non_finite(value: Any) -> bool:
