@@ -14,8 +14,9 @@ from shared.models import Destination
 ALLOWED_TRANSITIONS: dict[S, frozenset[S]] = {
     S.BOT: frozenset({S.HANDOFF_REQUESTED, S.CLOSED}),
     S.HANDOFF_REQUESTED: frozenset({S.AGENT_QUEUED, S.AGENT_ACTIVE, S.HANDOFF_FAILED, S.CLOSED}),
-    S.AGENT_QUEUED: frozenset({S.AGENT_ACTIVE, S.CLOSED}),
-    S.AGENT_ACTIVE: frozenset({S.CLOSED}),
+    # To HANDOFF_FAILED when Talkdesk no longer knows the conversation (shared/lifecycle.py).
+    S.AGENT_QUEUED: frozenset({S.AGENT_ACTIVE, S.HANDOFF_FAILED, S.CLOSED}),
+    S.AGENT_ACTIVE: frozenset({S.HANDOFF_FAILED, S.CLOSED}),
     S.HANDOFF_FAILED: frozenset({S.HANDOFF_REQUESTED, S.CLOSED}),
     S.CLOSED: frozenset(),
 }
@@ -107,13 +108,14 @@ def handoff_request(
         reason_parts.append(f"Sentiment: {sentiment}")
     previous = [
         {
-            # Talkdesk: USER is the contact (the customer); EXTERNAL is another system (the bot).
+            # Talkdesk: USER is the contact (the customer); EXTERNAL is another system (the bot, or an
+            # agent of an earlier Talkdesk conversation of this chat that Talkdesk lost).
             "type": "USER" if line.sender == "customer" else "EXTERNAL",
-            "content": line.text,
+            "content": f"Agent: {line.text}" if line.sender == "agent" else line.text,
             "created_at": line.created_at.isoformat(),
         }
         for line in transcript
-        if line.text and line.sender in ("customer", "bot")
+        if line.text and line.sender in ("customer", "bot", "agent")
     ]
     return {
         "touchpoint_id": touchpoint_id,

@@ -19,19 +19,14 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
-from shared.models import Conversation, DrainLease, Message, MessageStatus, utcnow
+from shared.models import Conversation, DrainLease, Message, MessageStatus, as_utc, utcnow
 from shared.settings import Settings
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every datetime we store is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def lock_conversation(session: Session, conversation_id: str) -> Conversation | None:

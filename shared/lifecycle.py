@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.domain import check_transition
+from shared.message_status import FAILED, GONE_DETAIL
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, Sender, utcnow
 from shared.outbox import UnitOfWork
 from shared.store import add_event, add_message
@@ -35,9 +36,45 @@ def fail_handoff(uow: UnitOfWork, conversation: Conversation, reason: str) -> No
                 body="Sorry, we could not reach an agent right now. You can keep chatting with the assistant "
                      "or ask for an agent again.")
     # Messages typed while the handoff was pending cannot reach an agent now; they stay in the
-    # transcript, marked so, instead of being sent to a conversation that does not exist.
-    _skip_pending(uow.session, conversation.id, Destination.TALKDESK, "handoff failed", error_class="handoff_failed")
+    # transcript, marked so, instead of being sent to a conversation that does not exist, and go to
+    # the agent of the next handoff with the rest of it.
+    _skip_pending_and_tell(uow, conversation.id, "handoff failed", error_class="handoff_failed")
     uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
+
+
+def lose_agent_conversation(uow: UnitOfWork, conversation: Conversation, reason: str) -> bool:
+    """Talkdesk no longer knows the conversation (expired or removed on its side): not a dead end. The
+    customer is told and is back with the bot; asking for an agent again starts a new Talkdesk
+    conversation whose transcript holds everything, the messages that did not get through included.
+    False if the conversation is not with Talkdesk any more (closed meanwhile)."""
+    if conversation.state not in (ConversationState.AGENT_QUEUED, ConversationState.AGENT_ACTIVE):
+        return False
+    conversation.state = check_transition(conversation.state, ConversationState.HANDOFF_FAILED)
+    conversation.talkdesk_conversation_id = None
+    conversation.agent_name = None
+    add_event(uow.session, conversation.id, "handoff_failed", reason="agent_conversation_gone")
+    add_message(uow.session, conversation.id, sender=Sender.SYSTEM, destination=Destination.CUSTOMER,
+                body="The chat with the agent was disconnected on their side. Your messages are kept: ask for "
+                     "an agent again and a new agent will see the whole conversation.")
+    _skip_pending_and_tell(uow, conversation.id, f"Talkdesk conversation gone: {reason}"[:2000],
+                           error_class="conversation_gone")
+    uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
+    return True
+
+
+def _skip_pending_and_tell(uow: UnitOfWork, conversation_id: str, reason: str, error_class: str) -> None:
+    """The conversation's messages bound for Talkdesk that cannot go now: kept in the transcript, marked,
+    and each sender told (`failed`)."""
+    rows = uow.session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.destination == Destination.TALKDESK,
+               Message.status == MessageStatus.PENDING)
+        .order_by(Message.seq)
+    ).all()
+    for message in rows:
+        message.status, message.last_error, message.error_class = MessageStatus.SKIPPED, reason, error_class
+        message.sealed_body = None
+        uow.notify(message, FAILED, GONE_DETAIL)
 
 
 def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:

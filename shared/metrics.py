@@ -11,7 +11,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from shared.db import session_scope
-from shared.models import Conversation, Message, OutboxEntry
+from shared.message_status import delays
+from shared.models import Conversation, Destination, Message, OutboxEntry
 
 
 class DatabaseCollector(Collector):
@@ -23,6 +24,9 @@ class DatabaseCollector(Collector):
         messages = GaugeMetricFamily("lexdesk_messages", "Messages by destination and status",
                                      labels=["destination", "status"])
         outbox = GaugeMetricFamily("lexdesk_outbox_pending", "Outbox entries not yet published")
+        delayed = GaugeMetricFamily("lexdesk_messages_delayed",
+                                    "Messages failing towards a destination for longer than LEXDESK_DELAYED_AFTER, "
+                                    "still being retried", labels=["destination"])
         with session_scope(self.database_url) as session:
             for state, count in session.execute(select(Conversation.state, func.count()).group_by(Conversation.state)):
                 conversations.add_metric([state], count)
@@ -31,9 +35,14 @@ class DatabaseCollector(Collector):
             ):
                 messages.add_metric([destination, status], count)
             outbox.add_metric([], session.scalar(select(func.count()).select_from(OutboxEntry)) or 0)
+            now_delayed = delays(session)
+            for destination in (Destination.LEX, Destination.TALKDESK):
+                found = now_delayed.get(destination)
+                delayed.add_metric([destination.value], found.messages if found else 0)
         yield conversations
         yield messages
         yield outbox
+        yield delayed
 
 
 class HttpMetrics:

@@ -30,6 +30,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every datetime we store is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -116,6 +121,7 @@ class Message(Base):
         UniqueConstraint("conversation_id", "talkdesk_message_id", name="uq_messages_talkdesk_message_id"),
         Index("ix_messages_outgoing", "conversation_id", "destination", "status", "seq"),
         Index("ix_messages_dead_letters", "status", "error_class", "created_at"),
+        Index("ix_messages_delayed", "delayed_at", "destination"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -144,6 +150,9 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
+    # First reported `delayed` to the customer (failing towards Lex or Talkdesk, or waiting behind a
+    # message that is, for longer than LEXDESK_DELAYED_AFTER): see shared/message_status.py.
+    delayed_at: Mapped[datetime | None]
 
 
 class Connection(Base):

@@ -13,6 +13,9 @@ Two kinds, by what the database already records:
 - Any other task (a still-waiting timer) is written to the `outbox` table in the transaction; after
   the commit the entries are published and deleted, and the sweep publishes what a crash left behind.
 
+Status frames for the customer (shared/message_status.py) are published after the commit too, with no
+row: the message rows are their record, and a resume sends them again.
+
 A task may therefore be published twice; every task is idempotent (drains re-read the database), so
 that is harmless. What cannot happen is a committed change whose follow-up work is never published.
 """
@@ -30,7 +33,8 @@ from sqlalchemy.orm import Session
 
 from shared.celery_app import send_task
 from shared.db import session_scope
-from shared.models import OutboxEntry, utcnow
+from shared.message_status import Notices
+from shared.models import Message, OutboxEntry, utcnow
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -47,6 +51,11 @@ class UnitOfWork:
         self.session = session
         self._entries: list[OutboxEntry] = []
         self.drains: list[tuple[str, dict[str, Any]]] = []
+        self.notices = Notices()  # status frames for customers, published after commit too
+
+    def notify(self, message: Message, status: str, detail: str | None = None) -> None:
+        """Tell the customer, once this transaction has committed, what became of their message."""
+        self.notices.add(message, status, detail)
 
     def publish_after_commit(self, task: str, **kwargs: Any) -> None:
         if task in DRAIN_TASKS:
@@ -72,7 +81,10 @@ def unit_of_work(settings: Settings) -> Iterator[UnitOfWork]:
         yield uow
         session.flush()
         ids = uow.entry_ids
+        if uow.notices.frames:
+            uow.notices.address(session)
     publish_drains(uow.drains)
+    uow.notices.publish()
     if ids:
         relay(settings, ids)
 

@@ -27,8 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shared.db import is_postgres, read_scope, session_scope
-from shared.leases import as_utc
-from shared.models import PeriodicJob, utcnow
+from shared.models import PeriodicJob, as_utc, utcnow
 
 log = structlog.get_logger(__name__)
 

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "LEXDESK_"
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 STATE_DIR = Path(os.environ.get("LEXDESK_STATE_DIR", ".lexdesk")).resolve()
 
 # The emulators' well-known credentials, so the embedded default works with no configuration.
@@ -79,9 +80,17 @@ class Settings(BaseSettings):
     escalation_intent: str = "TalkToAgent"
 
     # Delivery guarantees.
-    max_attempts: int = Field(6, ge=1, le=100)
+    # A transient failure (timeouts, connection errors, 408, 429, 5xx) is retried until this many
+    # seconds have passed since the message was accepted; only then is it a dead letter. Vendors fail
+    # for minutes, not seconds. At most a day.
+    retry_for: float = Field(15 * 60.0, gt=0, le=24 * 3600)
+    # Optional count bound as well (earlier versions bounded retries by count only); unset: time only.
+    max_attempts: int | None = Field(None, ge=1, le=1000)
     retry_backoff_base: float = Field(0.5, gt=0)
-    retry_backoff_max: float = Field(60.0, gt=0)
+    retry_backoff_max: float = Field(30.0, gt=0)
+    # A message failing (or waiting behind one that is) for this long is reported `delayed` to the
+    # customer, and its destination is named by /readyz.
+    delayed_after: float = Field(10.0, gt=0, le=3600)
     lease_seconds: float = Field(30.0, gt=0)  # renewed after each message; must exceed one call's timeout
     sweep_interval: float = Field(15.0, gt=0)
     inactivity_timeout: float = Field(1800.0, gt=0)
@@ -151,6 +160,18 @@ class Settings(BaseSettings):
         if value.startswith("sqlite"):
             _sqlite_file(value)
         return value.replace("postgresql://", "postgresql+psycopg://", 1)
+
+    @field_validator("retry_for", "delayed_after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """Seconds, or a number with a unit: `900`, `90s`, `15m`, `1h`."""
+        if isinstance(value, str) and value.strip()[-1:].lower() in DURATION_UNITS:
+            number, unit = value.strip()[:-1], value.strip()[-1].lower()
+            try:
+                return float(number) * DURATION_UNITS[unit]
+            except ValueError:
+                raise ValueError(f"must be seconds or a duration such as 90s, 15m or 1h, got {value!r}") from None
+        return value
 
     @field_validator("broker_url")
     @classmethod

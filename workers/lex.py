@@ -10,11 +10,11 @@ from celery import Task
 
 from shared.clients.errors import DeliveryError, classified
 from shared.clients.factory import lex_client
-from shared.db import session_scope
 from shared.domain import BotTurn, is_escalation
 from shared.leases import Lease, lock_conversation
 from shared.leases import drain as drain_with_lease
 from shared.lifecycle import DELIVER, STILL_WAITING, request_handoff
+from shared.message_status import DELIVERED
 from shared.models import ConversationState, Destination, Message, MessageStatus, Sender, utcnow
 from shared.outbox import unit_of_work
 from shared.redaction import is_sensitive_slot, redact_slots
@@ -47,7 +47,8 @@ def drain(self: Task, conversation_id: str) -> None:
 def _step(conversation_id: str, lease: Lease) -> None:
     """One message: read it (taking the lease), call Lex, record the turn (settling the lease)."""
     config = settings()
-    with session_scope(config.database_url) as session:
+    with unit_of_work(config) as uow:
+        session = uow.session
         conversation = lease.take(session)
         if conversation is None:
             return
@@ -60,6 +61,8 @@ def _step(conversation_id: str, lease: Lease) -> None:
             message.status = MessageStatus.SKIPPED
             message.sealed_body = None
             message.last_error = f"not sent to the bot: conversation is {conversation.state}"
+            message.error_class = "handed_over"
+            uow.notify(message, DELIVERED)
             lease.settle(session, locked=True)
             return
         message_id, session_id = message.id, conversation.lex_session_id
@@ -96,6 +99,7 @@ def _record_turn(conversation_id: str, message_id: int, turn: BotTurn, lease: Le
             return  # a drain whose lease had expired already recorded it
         lex_info = {"intent": turn.intent, "intent_state": turn.intent_state, "dialog_action": turn.dialog_action}
         message.status = MessageStatus.DELIVERED
+        uow.notify(message, DELIVERED)
         message.sealed_body = None
         message.delivered_at = utcnow()
         message.attempts += 1

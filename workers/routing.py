@@ -12,6 +12,7 @@ from shared.db import session_scope
 from shared.edge_bus import publish_frames
 from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER
+from shared.message_status import snapshot
 from shared.models import Conversation, Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
 from shared.store import current_connection, customer_frame
@@ -90,7 +91,7 @@ def _mark_delivered(session: Session, conversation_id: str, up_to: int) -> None:
 @app.task(name="routing.customer_resumed", base=LexdeskTask)
 def customer_resumed(conversation_id: str, last_seq: int) -> None:
     """The customer reattached (any node) having shown everything up to `last_seq`: every later frame
-    goes out again, in order, to the new socket."""
+    goes out again, in order, to the new socket, with the status of the customer's messages."""
     with unit_of_work(settings()) as uow:
         conversation = lock_conversation(uow.session, conversation_id)
         if conversation is None:
@@ -110,6 +111,8 @@ def customer_resumed(conversation_id: str, last_seq: int) -> None:
             .values(status=MessageStatus.PENDING)
         )
         uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+        # What became of the customer's own messages, which a reloaded page no longer knows.
+        snapshot(uow.session, conversation_id, uow.notices)
 
 
 @app.task(name="routing.deliver", base=LexdeskTask)

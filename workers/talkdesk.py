@@ -10,13 +10,14 @@ from celery import Task
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.clients.errors import ConversationEndedError, DeliveryError, classified
+from shared.clients.errors import ConversationEndedError, ConversationGoneError, DeliveryError, classified
 from shared.clients.factory import talkdesk_client
 from shared.db import session_scope
 from shared.domain import handoff_request
 from shared.leases import Lease, lock_conversation
 from shared.leases import drain as drain_with_lease
-from shared.lifecycle import DELIVER, close, fail_handoff
+from shared.lifecycle import DELIVER, close, fail_handoff, lose_agent_conversation
+from shared.message_status import DELIVERED
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
 from shared.store import add_event, lock_message, next_pending, transcript_lines
@@ -71,6 +72,16 @@ def _step(conversation_id: str, lease: Lease) -> None:
             with classified("Talkdesk send message"):
                 sent = client.send_message(talkdesk_id, body, idempotency_key=idempotency_key)
             _mark_delivered(message_id, lease, sent.message_id or sent.id)
+    except ConversationGoneError as error:
+        # Not a dead letter: the conversation goes back to the bot, and what could not be sent goes to
+        # the agent of the next handoff with the rest of the transcript.
+        log.warning("talkdesk_conversation_gone", conversation_id=conversation_id, talkdesk_id=talkdesk_id,
+                    error=str(error)[:300])
+        with unit_of_work(config) as uow:
+            lost = lock_conversation(uow.session, conversation_id)
+            if lost is not None:
+                lose_agent_conversation(uow, lost, reason=str(error)[:300])
+            lease.settle(uow.session, locked=lost is not None)
     except ConversationEndedError as error:
         record_failure(message_id, error)
         with unit_of_work(config) as uow:
@@ -123,22 +134,25 @@ def _handoff_done(conversation_id: str, message_id: int, talkdesk_id: str, lease
 
 
 def _end_quietly(talkdesk_id: str) -> None:
-    with suppress(ConversationEndedError), classified("Talkdesk end conversation"):
-        # Ended on the Talkdesk side already: what we wanted.
+    with suppress(ConversationEndedError, ConversationGoneError), classified("Talkdesk end conversation"):
+        # Ended on the Talkdesk side already, or no longer known there: what we wanted.
         talkdesk_client().end_conversation(talkdesk_id)
 
 
 def _mark_delivered(message_id: int, lease: Lease, talkdesk_message_id: str | None = None) -> None:
-    with session_scope(settings().database_url) as session:
-        _set_delivered(lock_message(session, message_id), talkdesk_message_id)
-        lease.settle(session)
+    with unit_of_work(settings()) as uow:
+        message = lock_message(uow.session, message_id)
+        if _set_delivered(message, talkdesk_message_id):
+            uow.notify(message, DELIVERED)
+        lease.settle(uow.session)
 
 
-def _set_delivered(message: Message, external_id: str | None) -> None:
+def _set_delivered(message: Message, external_id: str | None) -> bool:
     if message.status != MessageStatus.PENDING:
-        return  # settled meanwhile by a drain that took over an expired lease
+        return False  # settled meanwhile by a drain that took over an expired lease
     message.status = MessageStatus.DELIVERED
     message.delivered_at = utcnow()
     message.attempts += 1
     if external_id:
         message.payload = {**message.payload, "talkdesk_id": external_id}
+    return True

@@ -13,7 +13,7 @@ from sqlalchemy import Select, and_, exists, func, select, update
 from shared.celery_app import send_task
 from shared.db import session_scope
 from shared.embedded_broker import purge_consumed
-from shared.leases import as_utc, lock_conversation
+from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER, LEX_DRAIN, TALKDESK_DRAIN, close
 from shared.models import (
     Connection,
@@ -24,6 +24,7 @@ from shared.models import (
     Message,
     MessageStatus,
     Sender,
+    as_utc,
     utcnow,
 )
 from shared.outbox import relay, unit_of_work

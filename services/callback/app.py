@@ -30,8 +30,9 @@ from services.callback.schemas import Accepted, AgentJoined, AgentMessage, Close
 from shared import dead_letters, inbound
 from shared.celery_app import get_celery_app
 from shared.db import read_scope, session_scope
+from shared.message_status import delays
 from shared.metrics import DatabaseCollector, HttpMetrics
-from shared.models import Conversation, utcnow
+from shared.models import Conversation, Destination, utcnow
 from shared.periodic import last_run
 from shared.protocol import MAX_JSON_DEPTH, json_depth
 from shared.readiness import check_database_writable, describe
@@ -257,8 +258,25 @@ def create_app(settings: Settings) -> FastAPI:
         # 30 s busy timeout) to say the same.
         checks["sweep"] = sweep_check() if checks["database"] == "ok" else "unknown: the database is not ready"
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
+        # A vendor failing is named, not "not ready": lexdesk keeps accepting and retrying (up to
+        # LEXDESK_RETRY_FOR), and taking this process out of service would only add an outage of ours.
+        destinations = destination_checks() if checks["database"] == "ok" else {}
+        degraded = any(v != "ok" for v in destinations.values())
+        status = "not_ready" if not ready else "degraded" if degraded else "ready"
+        return JSONResponse({"status": status, "checks": {**checks, **destinations}},
                             status_code=200 if ready else 503)
+
+    def destination_checks() -> dict[str, str]:
+        """Lex and Talkdesk: ok, or how many messages have been failing towards it for longer than
+        LEXDESK_DELAYED_AFTER (shared/message_status.py)."""
+        try:
+            with read_scope(settings.database_url) as session:
+                delayed = delays(session)
+        except Exception as exc:
+            return {"lex": f"unknown: {type(exc).__name__}", "talkdesk": f"unknown: {type(exc).__name__}"}
+        now = utcnow()
+        return {destination: delayed[destination].describe(now) if destination in delayed else "ok"
+                for destination in (Destination.LEX.value, Destination.TALKDESK.value)}
 
     def sweep_check() -> str:
         """Recovery runs only while some timers worker runs the sweep (shared/periodic.py): three

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.db import session_scope
-from shared.leases import as_utc
-from shared.models import Conversation, ConversationState, utcnow
+from shared.models import Conversation, ConversationState, as_utc, utcnow
 from shared.protocol import Hello
 from shared.store import (
     attach_connection,

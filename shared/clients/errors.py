@@ -39,6 +39,13 @@ class ConversationEndedError(PermanentError):
     error_class = "conversation_ended"
 
 
+class ConversationGoneError(PermanentError):
+    """Talkdesk no longer knows the conversation (404 on a send: expired or removed on its side). Not a
+    dead letter: the customer can ask for an agent again and a new conversation gets the transcript."""
+
+    error_class = "conversation_gone"
+
+
 @contextmanager
 def classified(call: str) -> Iterator[None]:
     """Around a call to a vendor: whatever the client raises comes out as a DeliveryError. An error

@@ -11,13 +11,21 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from shared.clients.errors import ConversationEndedError, DeliveryError, PermanentError, TransientError
+from shared.clients.errors import (
+    ConversationEndedError,
+    ConversationGoneError,
+    DeliveryError,
+    PermanentError,
+    TransientError,
+)
 
 CONVERSATION_ENDED_CODE = "3016011"
 SCOPE = "digital-connect:write"
@@ -106,8 +114,9 @@ class TalkdeskClient:
         return str(talkdesk_id)
 
     def send_message(self, conversation_id: str, content: str, idempotency_key: str) -> SentMessage:
-        response = self._api("POST", f"/digital-connect/conversations/{_path_segment(conversation_id)}/messages",
-                             json={"content": content, "attachments": []}, idempotency_key=idempotency_key)
+        with _gone_on_404():
+            response = self._api("POST", f"/digital-connect/conversations/{_path_segment(conversation_id)}/messages",
+                                 json={"content": content, "attachments": []}, idempotency_key=idempotency_key)
         body = _json(response, "POST .../messages")
         return SentMessage(id=str(body.get("id", "")), message_id=body.get("message_id"),
                            created_at=body.get("created_at"),
@@ -115,7 +124,8 @@ class TalkdeskClient:
 
     def end_conversation(self, conversation_id: str) -> None:
         segment = _path_segment(conversation_id)
-        self._api("DELETE", END_CONVERSATION_PATH.format(id=segment), idempotency_key=f"end-{segment}")
+        with _gone_on_404():
+            self._api("DELETE", END_CONVERSATION_PATH.format(id=segment), idempotency_key=f"end-{segment}")
 
     def _api(self, method: str, path: str, *, idempotency_key: str, **kwargs: Any) -> httpx.Response:
         headers = {"x-idempotency-key": _ascii_header("x-idempotency-key", idempotency_key)}
@@ -143,6 +153,17 @@ class TalkdeskClient:
         if response.status_code < 400:
             return response
         raise classify(method, url, response)
+
+
+@contextmanager
+def _gone_on_404() -> Iterator[None]:
+    """A call on a conversation id that Talkdesk answers 404 or 410: it no longer knows the conversation."""
+    try:
+        yield
+    except PermanentError as exc:
+        if exc.status in (404, 410) and not isinstance(exc, ConversationEndedError):
+            raise ConversationGoneError(str(exc), status=exc.status, code=exc.code) from exc
+        raise
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:

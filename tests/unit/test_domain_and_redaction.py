@@ -68,6 +68,8 @@ def test_destination_for_every_state_is_defined() -> None:
     (S.HANDOFF_REQUESTED, S.AGENT_ACTIVE),
     (S.HANDOFF_REQUESTED, S.HANDOFF_FAILED),
     (S.AGENT_QUEUED, S.AGENT_ACTIVE),
+    (S.AGENT_QUEUED, S.HANDOFF_FAILED),  # Talkdesk lost the conversation
+    (S.AGENT_ACTIVE, S.HANDOFF_FAILED),
     (S.AGENT_ACTIVE, S.CLOSED),
     (S.HANDOFF_FAILED, S.HANDOFF_REQUESTED),
     (S.HANDOFF_FAILED, S.CLOSED),
@@ -141,6 +143,8 @@ def test_handoff_request_previous_messages() -> None:
         {"type": "EXTERNAL", "content": "Which account?", "created_at": "2024-05-01T10:01:00+00:00"},
         {"type": "USER", "content": "savings", "created_at": "2024-05-01T10:02:00+00:00"},
         {"type": "USER", "content": "this is useless", "created_at": "2024-05-01T10:05:00+00:00"},
+        # An agent of an earlier Talkdesk conversation of this chat (Talkdesk lost it): the next one sees it.
+        {"type": "EXTERNAL", "content": "Agent: Hi, I'm Alex", "created_at": "2024-05-01T10:06:00+00:00"},
         {"type": "USER", "content": "I want to talk to an agent", "created_at": "2024-05-01T10:07:00+00:00"},
     ]
     assert body["touchpoint_id"] == "tp-1"

@@ -38,7 +38,9 @@ def test_defaults_are_the_embedded_setup() -> None:
     assert settings.lex_locale_id == "en_US"
     assert settings.talkdesk_client_secret_name == "dev/talkdesk/client/keys"
     assert settings.talkdesk_touchpoint_secret_name == "dev/talkdesk/touchpoint/ids"
-    assert settings.max_attempts == 6
+    assert settings.max_attempts is None  # bounded by time: LEXDESK_RETRY_FOR
+    assert settings.retry_for == 900
+    assert settings.delayed_after == 10
     assert settings.callback_api_key is None
     assert settings.admin_token is None
     assert settings.chat_edge_url == "ws://127.0.0.1:8765/ws"
@@ -174,6 +176,16 @@ def test_settings_is_validated_on_construction() -> None:
     assert isinstance(load_settings({}), Settings)
     with pytest.raises(SettingsError):
         load_settings({"LEXDESK_MAX_ATTEMPTS": "0"})
+
+
+def test_durations_take_seconds_or_a_unit() -> None:
+    assert load_settings({"LEXDESK_RETRY_FOR": "90"}).retry_for == 90
+    assert load_settings({"LEXDESK_RETRY_FOR": "15m"}).retry_for == 900
+    assert load_settings({"LEXDESK_RETRY_FOR": "1h", "LEXDESK_DELAYED_AFTER": "30s"}).delayed_after == 30
+    with pytest.raises(SettingsError, match=r"LEXDESK_RETRY_FOR: .*duration such as 90s"):
+        load_settings({"LEXDESK_RETRY_FOR": "soonm"})
+    with pytest.raises(SettingsError, match="LEXDESK_RETRY_FOR"):
+        load_settings({"LEXDESK_RETRY_FOR": "0"})
 
 
 def test_cli_exits_2_with_one_line_naming_the_variable(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from emulators.talkdesk.app import create_app
 from emulators.talkdesk.config import EmulatorConfig
-from shared.clients.errors import ConversationEndedError, PermanentError, TransientError
+from shared.clients.errors import ConversationEndedError, ConversationGoneError, PermanentError, TransientError
 from shared.clients.talkdesk import SentMessage, TalkdeskClient, TalkdeskCredentials, classify
 from tools.harness.servers import free_port, serve_asgi
 
@@ -210,12 +210,16 @@ def test_send_after_end_raises_conversation_ended(talkdesk: Talkdesk, client: Ta
         client.end_conversation(conversation_id)
 
 
-def test_unknown_conversation_is_a_permanent_404(client: TalkdeskClient) -> None:
-    with pytest.raises(PermanentError) as caught:
+def test_unknown_conversation_is_gone_not_just_permanent(client: TalkdeskClient) -> None:
+    # Talkdesk no longer knows it (expired, removed): the worker hands the chat back to the bot instead
+    # of dead-lettering every later message (workers/talkdesk.py).
+    with pytest.raises(ConversationGoneError) as caught:
         client.send_message("00000000-0000-0000-0000-000000000000", "hello", "msg-1")
     assert caught.value.status == 404
-    assert type(caught.value) is PermanentError
-    assert caught.value.error_class == "permanent"
+    assert isinstance(caught.value, PermanentError)
+    assert caught.value.error_class == "conversation_gone"
+    with pytest.raises(ConversationGoneError):
+        client.end_conversation("00000000-0000-0000-0000-000000000000")
 
 
 def test_unknown_touchpoint_error_names_the_field(talkdesk: Talkdesk, client: TalkdeskClient) -> None:

@@ -1,0 +1,200 @@
+"""Vendor outages at the consumers, called directly: retries bounded by time (LEXDESK_RETRY_FOR), not by
+a count; the customer told what became of each message (`status` frames on their edge node's queue:
+delayed, delivered, failed); a Talkdesk conversation that Talkdesk no longer knows handed back to the
+bot, and a new handoff that carries the whole transcript."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from kombu import Connection
+from sqlalchemy import select
+
+from shared.db import session_scope
+from shared.edge_bus import edge_queue
+from shared.models import Conversation, Message
+from shared.store import attach_connection
+from tests.workers.conftest import Env, customer_says
+from tests.workers.test_talkdesk_worker import NO_FAULTS, at_agent, drain_until_settled, emulator_record, faults
+from workers.base import RetryLater
+
+NODE_ID = "outage-node"
+
+
+@pytest.fixture(autouse=True)
+def faults_off(env: Env) -> Iterator[None]:
+    yield
+    httpx.put(f"{env.talkdesk_url}/_emulator/faults", json=NO_FAULTS).raise_for_status()
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    """Settings for this test only: bounded by time alone unless a test sets a count."""
+    from shared.settings import get_settings
+
+    monkeypatch.delenv("LEXDESK_MAX_ATTEMPTS", raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(f"LEXDESK_{name}", value)
+    get_settings.cache_clear()
+
+
+class EdgeNode:
+    """The queue of the edge node that holds the customer's socket, read as the node would."""
+
+    def __init__(self, broker_url: str) -> None:
+        self._connection = Connection(broker_url)
+        self._queue = edge_queue(NODE_ID).bind(self._connection.default_channel)
+        self._queue.declare()
+        self._queue.purge()
+
+    def frames(self) -> list[dict[str, Any]]:
+        received = []
+        while (message := self._queue.get(no_ack=True)) is not None:
+            received.extend(message.payload["frames"])
+        return received
+
+    def statuses(self) -> list[tuple[str, str]]:
+        return [(f["id"], f["status"]) for f in self.frames() if f["type"] == "status"]
+
+
+@pytest.fixture
+def node(env: Env) -> Iterator[EdgeNode]:
+    from shared.settings import get_settings
+
+    edge = EdgeNode(get_settings().broker_url)
+    yield edge
+    edge._connection.release()
+
+
+def with_socket(env: Env, conversation_id: str) -> None:
+    with session_scope(env.database_url) as session:
+        attach_connection(session, conversation_id, f"socket-{conversation_id}", NODE_ID)
+
+
+def rows(env: Env, conversation_id: str) -> list[Message]:
+    with session_scope(env.database_url) as session:
+        return list(session.scalars(select(Message).where(Message.conversation_id == conversation_id)
+                                    .order_by(Message.seq)))
+
+
+def test_a_failing_message_is_retried_for_as_long_as_retry_for_not_a_count(
+        env: Env, monkeypatch: pytest.MonkeyPatch, node: EdgeNode) -> None:
+    configure(monkeypatch, RETRY_FOR="1h")
+    conversation_id = at_agent(env)
+    drain_until_settled(conversation_id)
+    with_socket(env, conversation_id)
+    node.frames()
+    faults(env, error_rate=1.0)
+    customer_says(conversation_id, "hello", "are you there?")
+    from workers import talkdesk
+
+    for _ in range(12):  # twice the old count bound of 6
+        with pytest.raises(RetryLater):
+            talkdesk.drain(conversation_id=conversation_id)
+    pending = next(r for r in rows(env, conversation_id) if r.client_message_id == "hello")
+    assert (pending.status, pending.attempts) == ("pending", 12)
+    faults(env)
+    assert drain_until_settled(conversation_id) == []
+    assert node.statuses() == [("hello", "delivered")]
+    record = emulator_record(env, str(_conversation(env, conversation_id).talkdesk_conversation_id))
+    assert [m["content"] for m in record["customer_messages"]] == ["are you there?"]
+
+
+def test_waiting_messages_are_reported_delayed_once_then_delivered_in_order(
+        env: Env, monkeypatch: pytest.MonkeyPatch, node: EdgeNode) -> None:
+    configure(monkeypatch, DELAYED_AFTER="0.2")
+    conversation_id = at_agent(env)
+    drain_until_settled(conversation_id)
+    with_socket(env, conversation_id)
+    node.frames()
+    faults(env, error_rate=1.0)
+    from workers import talkdesk
+
+    customer_says(conversation_id, "one", "first")
+    customer_says(conversation_id, "two", "second")
+    with pytest.raises(RetryLater):
+        talkdesk.drain(conversation_id=conversation_id)
+    assert node.statuses() == []  # failing, but not for long yet
+    time.sleep(0.3)
+    customer_says(conversation_id, "three", "third")  # waits behind them, not long yet
+    with pytest.raises(RetryLater):
+        talkdesk.drain(conversation_id=conversation_id)
+    assert node.statuses() == [("one", "delayed"), ("two", "delayed")]
+    notes = [r.body for r in rows(env, conversation_id) if r.sender == "system" and r.kind == "message"]
+    assert notes == ["We are having trouble reaching the agent right now. Your messages are saved and will be "
+                     "delivered as soon as we can."]
+    time.sleep(0.3)
+    with pytest.raises(RetryLater):
+        talkdesk.drain(conversation_id=conversation_id)
+    assert node.statuses() == [("three", "delayed")]  # each reported once; the note once per outage
+    assert len([r for r in rows(env, conversation_id) if r.sender == "system" and r.kind == "message"]) == 1
+
+    faults(env)
+    assert drain_until_settled(conversation_id) == []
+    assert node.statuses() == [("one", "delivered"), ("two", "delivered"), ("three", "delivered")]
+    record = emulator_record(env, str(_conversation(env, conversation_id).talkdesk_conversation_id))
+    assert [m["content"] for m in record["customer_messages"]] == ["first", "second", "third"]
+
+
+def test_past_retry_for_the_message_is_a_dead_letter_and_the_customer_reads_why(
+        env: Env, monkeypatch: pytest.MonkeyPatch, node: EdgeNode) -> None:
+    configure(monkeypatch, RETRY_FOR="0.3")
+    conversation_id = at_agent(env)
+    drain_until_settled(conversation_id)
+    with_socket(env, conversation_id)
+    node.frames()
+    faults(env, error_rate=1.0)
+    customer_says(conversation_id, "late", "hello?")
+    time.sleep(0.4)
+    assert drain_until_settled(conversation_id) == []  # no retry: the time is up
+    (failed,) = [f for f in node.frames() if f["type"] == "status"]
+    assert failed == {"type": "status", "id": "late", "status": "failed",
+                      "detail": "This message could not be delivered to the agent."}
+    dead = next(r for r in rows(env, conversation_id) if r.client_message_id == "late")
+    assert (dead.status, dead.error_class, dead.attempts) == ("failed", "transient", 1)
+
+
+def test_a_conversation_talkdesk_forgot_goes_back_to_the_bot_and_the_next_agent_gets_everything(
+        env: Env, monkeypatch: pytest.MonkeyPatch, node: EdgeNode) -> None:
+    from workers import lex
+
+    configure(monkeypatch)
+    conversation_id = at_agent(env)
+    drain_until_settled(conversation_id)
+    first_talkdesk_id = str(_conversation(env, conversation_id).talkdesk_conversation_id)
+    with_socket(env, conversation_id)
+    node.frames()
+    httpx.post(f"{env.talkdesk_url}/_emulator/conversations/{first_talkdesk_id}/forget").raise_for_status()
+
+    customer_says(conversation_id, "lost-1", "is anyone there?")
+    customer_says(conversation_id, "lost-2", "my card was charged twice")
+    assert drain_until_settled(conversation_id) == []
+    state = _conversation(env, conversation_id)
+    assert (state.state, state.talkdesk_conversation_id) == ("handoff_failed", None)
+    lost = [r for r in rows(env, conversation_id) if r.client_message_id in ("lost-1", "lost-2")]
+    assert [(r.status, r.error_class) for r in lost] == [("skipped", "conversation_gone")] * 2
+    frames = node.frames()
+    assert [(f["id"], f["status"]) for f in frames if f["type"] == "status"] == [
+        ("lost-1", "failed"), ("lost-2", "failed")]
+    assert "Ask for an agent again" in frames[0]["detail"]
+    # No dead letter: nothing an operator must replay.
+    assert not [r for r in rows(env, conversation_id) if r.status == "failed"]
+
+    customer_says(conversation_id, "again", "I want to talk to an agent")
+    lex.drain(conversation_id=conversation_id)
+    assert drain_until_settled(conversation_id) == []
+    state = _conversation(env, conversation_id)
+    assert state.state == "agent_queued"
+    assert state.talkdesk_conversation_id not in (None, first_talkdesk_id)
+    handed_over = [m["content"] for m in emulator_record(env, str(state.talkdesk_conversation_id))["previous_messages"]]
+    assert handed_over[0] == "what is my balance"
+    assert "is anyone there?" in handed_over and "my card was charged twice" in handed_over
+    assert handed_over.index("is anyone there?") < handed_over.index("my card was charged twice")
+
+
+def _conversation(env: Env, conversation_id: str) -> Conversation:
+    with session_scope(env.database_url) as session:
+        return session.get_one(Conversation, conversation_id)
