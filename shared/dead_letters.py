@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from shared.leases import lock_conversation
 from shared.lifecycle import LEX_DRAIN, TALKDESK_DRAIN
-from shared.models import ConversationState, Destination, Message, MessageStatus
+from shared.models import ConversationState, Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
 from shared.settings import Settings
 from shared.store import add_event
@@ -133,5 +133,8 @@ def replay_one(settings: Settings, message_id: int) -> ReplayOutcome:
         message.status = MessageStatus.PENDING
         message.replayed = True
         message.attempts = 0
+        # A replay gets LEXDESK_RETRY_FOR of its own, counted from now, and is reported delayed afresh.
+        message.retry_from = utcnow()
+        message.delayed_at = None
         uow.publish_after_commit(DRAINS[Destination(message.destination)], conversation_id=conversation.id)
         return ReplayOutcome.REPLAYED

@@ -153,6 +153,9 @@ class Message(Base):
     # First reported `delayed` to the customer (failing towards Lex or Talkdesk, or waiting behind a
     # message that is, for longer than LEXDESK_DELAYED_AFTER): see shared/message_status.py.
     delayed_at: Mapped[datetime | None]
+    # Where LEXDESK_RETRY_FOR counts from when it is not `created_at` (the acceptance): the replay
+    # that put a dead letter back.
+    retry_from: Mapped[datetime | None]
 
 
 class Connection(Base):

@@ -85,7 +85,7 @@ def record_failure(message_id: int, error: DeliveryError, lease: Lease | None = 
         message.attempts += 1
         message.last_error = str(error)[:2000]
         message.error_class = error.error_class
-        failing_for = (now - as_utc(message.created_at)).total_seconds()
+        failing_for = (now - as_utc(message.retry_from or message.created_at)).total_seconds()
         dead = (not error.transient or failing_for >= config.retry_for
                 or (config.max_attempts is not None and message.attempts >= config.max_attempts))
         if dead:

@@ -1,4 +1,5 @@
-"""HTTP layer of the Amazon Lex V2 runtime emulator.
+"""HTTP layer of the Amazon Lex V2 emulator: the runtime API here, the read-only models API from
+:mod:`emulators.lex.models_api` and the outage knobs from :mod:`emulators.lex.faults`.
 
 It speaks the lexv2-runtime rest-json wire protocol (paths, status codes, ``x-amzn-ErrorType`` errors,
 PutSession's gzip+base64 ``x-amz-lex-*`` response headers) so an unmodified boto3 client works against
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import random
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,6 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from emulators.lex.botdef import BotDef, load_bots_dir
 from emulators.lex.engine import LexEngine
 from emulators.lex.errors import LexServiceError, ResourceNotFoundException, ValidationException
+from emulators.lex.faults import FaultInjector, FaultSettings, fault_routes
+from emulators.lex.models_api import models_routes
 from emulators.lex.store import SessionKey, SessionStore
 
 DEFAULT_BOTS_DIR = Path(__file__).resolve().parent / "bots"
@@ -89,14 +93,19 @@ def create_app(
     bots_dir: Path | None = None,
     *,
     today: Callable[[], date] | None = None,
+    faults: FaultSettings | None = None,
+    seed: int | None = None,
 ) -> FastAPI:
     """The emulator as an ASGI app, serving the bots defined in ``bots_dir`` (default: ``bots/``).
 
     ``today`` fixes the date relative dates ("next month") resolve against; defaults to the real date.
+    ``faults`` are the outage knobs at start-up (see :mod:`emulators.lex.faults`); ``seed`` makes the
+    choice of which calls fail reproducible.
     """
     bots: dict[str, BotDef] = load_bots_dir(bots_dir or DEFAULT_BOTS_DIR)
     engines = {bot_id: LexEngine(bot, today) for bot_id, bot in bots.items()}
     store = SessionStore()
+    injector = FaultInjector(faults, random.Random(seed))
 
     app = FastAPI(
         title="Amazon Lex V2 runtime emulator",
@@ -106,6 +115,9 @@ def create_app(
     )
     app.state.lex_bots = bots
     app.state.lex_store = store
+    app.state.lex_faults = injector
+    app.include_router(fault_routes(injector))
+    app.include_router(models_routes(bots))
 
     @app.middleware("http")
     async def add_request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -150,6 +162,7 @@ def create_app(
     async def recognize_text(
         bot_id: str, bot_alias_id: str, locale_id: str, session_id: str, request: Request
     ) -> JSONResponse:
+        await injector.apply()
         engine, key = resolve(bot_id, bot_alias_id, locale_id, session_id)
         body = await _json_body(request)
         attributes = _request_attributes(body)
@@ -166,6 +179,7 @@ def create_app(
 
     @app.get(SESSION_PATH)
     async def get_session(bot_id: str, bot_alias_id: str, locale_id: str, session_id: str) -> JSONResponse:
+        await injector.apply()
         _, key = resolve(bot_id, bot_alias_id, locale_id, session_id)
         conversation = store.get(key)
         if conversation is None:
@@ -176,6 +190,7 @@ def create_app(
     async def put_session(
         bot_id: str, bot_alias_id: str, locale_id: str, session_id: str, request: Request
     ) -> Response:
+        await injector.apply()
         engine, key = resolve(bot_id, bot_alias_id, locale_id, session_id)
         body = await _json_body(request)
         attributes = _request_attributes(body)
@@ -200,6 +215,7 @@ def create_app(
 
     @app.delete(SESSION_PATH)
     async def delete_session(bot_id: str, bot_alias_id: str, locale_id: str, session_id: str) -> JSONResponse:
+        await injector.apply()
         _, key = resolve(bot_id, bot_alias_id, locale_id, session_id)
         store.delete(key)
         return JSONResponse(
@@ -209,6 +225,13 @@ def create_app(
     return app
 
 
-def run(host: str = "127.0.0.1", port: int = 8002, bots_dir: Path | None = None) -> None:
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8002,
+    bots_dir: Path | None = None,
+    faults: FaultSettings | None = None,
+    seed: int | None = None,
+) -> None:
     """Serve the emulator with uvicorn until interrupted (blocking)."""
-    uvicorn.run(create_app(bots_dir), host=host, port=port, log_level="info", access_log=False)
+    app = create_app(bots_dir, faults=faults, seed=seed)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

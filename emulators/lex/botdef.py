@@ -10,7 +10,10 @@ File format (camelCase keys, as in the Lex V2 model-building API where a counter
     {
       "botId": "BANKINGBOT",                 # exactly 10 upper-case letters/digits
       "botName": "BankingBot",
-      "aliasIds": ["TSTALIASID"],
+      "aliasIds": ["TSTALIASID",             # a string, or an object naming the version it points to:
+                   {"botAliasId": "PRODALIAS1", "botAliasName": "Prod", "botVersion": "1",
+                    "description": "..."}],  # defaults: TSTALIASID is "TestBotAlias" → DRAFT,
+                                             # any other alias is named by its id and → "1"
       "localeIds": ["en_US"],
       "sentimentAnalysis": true,
       "nluConfidenceThreshold": 0.4,         # optional, default 0.4 (the Lex default)
@@ -21,9 +24,11 @@ File format (camelCase keys, as in the Lex V2 model-building API where a counter
         "name": "CheckBalance",
         "sampleUtterances": ["balance for my {AccountType} account", ...],
         "slots": [{"name": "AccountType", "slotType": "AccountTypeValues", "required": true,
-                   "prompt": <messages>, "maxRetries": 2,
-                   "waitAndContinue": {"waitingResponse": <messages>, "continueResponse": <messages>,
-                                       "stillWaitingResponse": <messages>,
+                   "prompt": <messages>, "maxRetries": 2, "allowInterrupt": true,
+                   "waitAndContinue": {"waitingResponse": <response>, "continueResponse": <response>,
+                                       "stillWaitingResponse": <response> | {"messages": <messages>,
+                                           "frequencyInSeconds": 30, "timeoutInSeconds": 300,
+                                           "allowInterrupt": true},
                                        "waitPhrases": [...], "continuePhrases": [...]}}],
         "confirmation": {"prompt": <messages>, "declinationResponse": <messages>},
         "closingResponse": <messages>,
@@ -33,6 +38,11 @@ File format (camelCase keys, as in the Lex V2 model-building API where a counter
                                           "default": "$0.00"}}
       }]
     }
+
+``<response>`` is ``<messages>`` or ``{"messages": <messages>, "allowInterrupt": true}``, the shape of a
+Lex ``ResponseSpecification``. ``allowInterrupt`` (default true) and the still-waiting
+``frequencyInSeconds`` (1..300, default 30) and ``timeoutInSeconds`` (1..900, default 300) only matter to
+the models API (``describe_slot``): RecognizeText is turn by turn, with no clock to remind a caller by.
 
 ``<messages>`` is a string (one PlainText message) or a list of strings and wire-format message objects
 (``{"contentType": "ImageResponseCard", "imageResponseCard": {...}}``). Message texts are templates:
@@ -73,6 +83,12 @@ DEFAULT_WAIT_PHRASES: tuple[str, ...] = (
     "just a minute",
     "just a sec",
 )
+TEST_ALIAS_ID = "TSTALIASID"
+TEST_ALIAS_NAME = "TestBotAlias"
+DRAFT_VERSION = "DRAFT"
+BOT_VERSION_RE = re.compile(r"^(DRAFT|[0-9]{1,5})$")
+DEFAULT_STILL_WAITING_FREQUENCY = 30
+DEFAULT_STILL_WAITING_TIMEOUT = 300
 DEFAULT_CONTINUE_PHRASES: tuple[str, ...] = (
     "i'm ready",
     "im ready",
@@ -115,6 +131,11 @@ class WaitAndContinue:
     still_waiting_response: tuple[Message, ...]
     wait_phrases: tuple[str, ...] = DEFAULT_WAIT_PHRASES
     continue_phrases: tuple[str, ...] = DEFAULT_CONTINUE_PHRASES
+    waiting_allow_interrupt: bool = True
+    continue_allow_interrupt: bool = True
+    still_waiting_allow_interrupt: bool = True
+    frequency_in_seconds: int = DEFAULT_STILL_WAITING_FREQUENCY
+    timeout_in_seconds: int = DEFAULT_STILL_WAITING_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -125,6 +146,7 @@ class SlotDef:
     required: bool = True
     max_retries: int = 2
     wait_and_continue: WaitAndContinue | None = None
+    allow_interrupt: bool = True
 
 
 @dataclass(frozen=True)
@@ -163,6 +185,22 @@ class IntentDef:
 
 
 @dataclass(frozen=True)
+class AliasDef:
+    """A bot alias and the bot version it points to (every version serves the one definition)."""
+
+    alias_id: str
+    name: str
+    bot_version: str
+    description: str = ""
+
+    @classmethod
+    def default(cls, alias_id: str) -> AliasDef:
+        if alias_id == TEST_ALIAS_ID:
+            return cls(alias_id, TEST_ALIAS_NAME, DRAFT_VERSION, "test bot alias")
+        return cls(alias_id, alias_id, "1")
+
+
+@dataclass(frozen=True)
 class BotDef:
     bot_id: str
     name: str
@@ -174,6 +212,22 @@ class BotDef:
     nlu_confidence_threshold: float = 0.4
     idle_session_ttl_seconds: int = 300
     description: str = ""
+    aliases: Mapping[str, AliasDef] = field(default_factory=dict)
+
+    def alias(self, alias_id: str) -> AliasDef | None:
+        if alias_id not in self.alias_ids:
+            return None
+        return self.aliases.get(alias_id) or AliasDef.default(alias_id)
+
+    @property
+    def versions(self) -> frozenset[str]:
+        """DRAFT and every version an alias points to."""
+        found = {DRAFT_VERSION}
+        for alias_id in self.alias_ids:
+            alias = self.alias(alias_id)
+            assert alias is not None
+            found.add(alias.bot_version)
+        return frozenset(found)
 
     @property
     def fallback(self) -> IntentDef:
@@ -281,16 +335,60 @@ def _parse_slot_type(raw: Any, where: str) -> SlotType:
     return SlotType(name=name, values=tuple(values), resolution=resolution)
 
 
+def _bool(data: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = data.get(key, default)
+    _expect(isinstance(value, bool), where, f"'{key}' must be a boolean")
+    assert isinstance(value, bool)
+    return value
+
+
+def _int(data: Mapping[str, Any], key: str, where: str, default: int, low: int, high: int) -> int:
+    value = data.get(key, default)
+    _expect(
+        isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+        where,
+        f"'{key}' must be an integer {low}..{high}",
+    )
+    assert isinstance(value, int)
+    return value
+
+
+def _parse_response(
+    raw: Any, where: str, names: frozenset[str], extra_keys: frozenset[str] = frozenset()
+) -> tuple[tuple[Message, ...], Mapping[str, Any]]:
+    """A ``<response>``: bare ``<messages>``, or ``{"messages": ..., "allowInterrupt": ...}`` (+ ``extra_keys``).
+
+    Returns the messages and the response object's settings ({} for bare messages). A dict is a
+    response object when it has ``messages``; otherwise it is one wire-format message.
+    """
+    if not (isinstance(raw, dict) and "messages" in raw):
+        return parse_messages(raw, where, names), {}
+    unknown = set(raw) - {"messages", "allowInterrupt"} - extra_keys
+    _expect(not unknown, where, f"unknown keys {sorted(unknown)}")
+    return parse_messages(raw["messages"], f"{where}.messages", names), raw
+
+
 def _parse_wait_and_continue(raw: Any, where: str, names: frozenset[str]) -> WaitAndContinue:
     _expect(isinstance(raw, dict), where, "waitAndContinue must be an object")
-    waiting = parse_messages(raw.get("waitingResponse"), f"{where}.waitingResponse", names)
+    here = f"{where}.waitingResponse"
+    waiting, waiting_opts = _parse_response(raw.get("waitingResponse"), here, names)
     _expect(len(waiting) > 0, where, "'waitingResponse' is required")
+    here = f"{where}.continueResponse"
+    continuing, continue_opts = _parse_response(raw.get("continueResponse"), here, names)
+    here = f"{where}.stillWaitingResponse"
+    timing = frozenset({"frequencyInSeconds", "timeoutInSeconds"})
+    still, still_opts = _parse_response(raw.get("stillWaitingResponse"), here, names, timing)
     return WaitAndContinue(
         waiting_response=waiting,
-        continue_response=parse_messages(raw.get("continueResponse"), f"{where}.continueResponse", names),
-        still_waiting_response=parse_messages(raw.get("stillWaitingResponse"), f"{where}.stillWaitingResponse", names),
+        continue_response=continuing,
+        still_waiting_response=still,
         wait_phrases=_str_list(raw, "waitPhrases", where, required=False) or DEFAULT_WAIT_PHRASES,
         continue_phrases=_str_list(raw, "continuePhrases", where, required=False) or DEFAULT_CONTINUE_PHRASES,
+        waiting_allow_interrupt=_bool(waiting_opts, "allowInterrupt", f"{where}.waitingResponse", True),
+        continue_allow_interrupt=_bool(continue_opts, "allowInterrupt", f"{where}.continueResponse", True),
+        still_waiting_allow_interrupt=_bool(still_opts, "allowInterrupt", here, True),
+        frequency_in_seconds=_int(still_opts, "frequencyInSeconds", here, DEFAULT_STILL_WAITING_FREQUENCY, 1, 300),
+        timeout_in_seconds=_int(still_opts, "timeoutInSeconds", here, DEFAULT_STILL_WAITING_TIMEOUT, 1, 900),
     )
 
 
@@ -342,6 +440,7 @@ def _parse_intent(raw: Any, where: str, slot_types: Mapping[str, SlotType]) -> I
                 wait_and_continue=(
                     None if wac_raw is None else _parse_wait_and_continue(wac_raw, f"{here}.waitAndContinue", names)
                 ),
+                allow_interrupt=_bool(raw_slot, "allowInterrupt", here, True),
             )
         )
 
@@ -400,7 +499,7 @@ def parse_bot(data: Any, source: str = "<bot>") -> BotDef:
     _expect(BOT_ID_RE.match(bot_id) is not None, source, f"botId {bot_id!r} must be 10 upper-case alphanumerics")
     where = f"{source}({bot_id})"
     name = _str(data, "botName", where)
-    alias_ids = _str_list(data, "aliasIds", where)
+    aliases = _parse_aliases(data.get("aliasIds"), f"{where}.aliasIds")
     locale_ids = _str_list(data, "localeIds", where)
     sentiment = data.get("sentimentAnalysis", False)
     _expect(isinstance(sentiment, bool), where, "'sentimentAnalysis' must be a boolean")
@@ -432,7 +531,7 @@ def parse_bot(data: Any, source: str = "<bot>") -> BotDef:
     return BotDef(
         bot_id=bot_id,
         name=name,
-        alias_ids=frozenset(alias_ids),
+        alias_ids=frozenset(aliases),
         locale_ids=frozenset(locale_ids),
         intents=intents,
         slot_types=slot_types,
@@ -440,7 +539,34 @@ def parse_bot(data: Any, source: str = "<bot>") -> BotDef:
         nlu_confidence_threshold=float(threshold),
         idle_session_ttl_seconds=ttl,
         description=description,
+        aliases=aliases,
     )
+
+
+def _parse_aliases(raw: Any, where: str) -> dict[str, AliasDef]:
+    """``aliasIds``: strings (default name and version) or objects that name the version."""
+    _expect(isinstance(raw, list) and len(raw) > 0, where, "must be a non-empty list")
+    assert isinstance(raw, list)
+    aliases: dict[str, AliasDef] = {}
+    for index, item in enumerate(raw):
+        here = f"{where}[{index}]"
+        if isinstance(item, str):
+            _expect(item.strip() != "", here, "alias id must not be empty")
+            alias = AliasDef.default(item)
+        else:
+            _expect(isinstance(item, dict), here, "alias must be a string or an object")
+            unknown = set(item) - {"botAliasId", "botAliasName", "botVersion", "description"}
+            _expect(not unknown, here, f"unknown keys {sorted(unknown)}")
+            default = AliasDef.default(_str(item, "botAliasId", here))
+            version = item.get("botVersion", default.bot_version)
+            _expect(isinstance(version, str) and BOT_VERSION_RE.match(version) is not None, here,
+                    "'botVersion' must be DRAFT or a number")
+            description = item.get("description", default.description)
+            _expect(isinstance(description, str), here, "'description' must be a string")
+            alias = AliasDef(default.alias_id, _str(item, "botAliasName", here, default.name), version, description)
+        _expect(alias.alias_id not in aliases, here, f"duplicate alias {alias.alias_id!r}")
+        aliases[alias.alias_id] = alias
+    return aliases
 
 
 def load_bot_file(path: Path) -> BotDef:

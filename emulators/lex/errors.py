@@ -37,3 +37,22 @@ class ConflictException(LexServiceError):
 class InternalServerException(LexServiceError):
     error_type = "InternalServerException"
     status_code = 500
+
+
+class ThrottlingException(LexServiceError):
+    error_type = "ThrottlingException"
+    status_code = 429
+
+
+class InternalFailureException(LexServiceError):
+    """AWS's common 500 (not in the Lex model): what a front-end failure looks like to botocore."""
+
+    error_type = "InternalFailureException"
+    status_code = 500
+
+
+class ServiceUnavailableException(LexServiceError):
+    """AWS's common 503 (not in the Lex model): the service is briefly down."""
+
+    error_type = "ServiceUnavailableException"
+    status_code = 503

@@ -1,4 +1,7 @@
-"""messages.delayed_at: when a message waiting for Lex or Talkdesk was first reported delayed
+"""messages.delayed_at, retry_from: retries bounded by time, and delays reported to the customer
+
+delayed_at: when a message waiting for Lex or Talkdesk was first reported delayed. retry_from: where
+LEXDESK_RETRY_FOR counts from for a replayed dead letter.
 
 Revision ID: 0006
 Revises: 0005
@@ -21,6 +24,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("messages") as batch:
         batch.add_column(sa.Column("delayed_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("retry_from", sa.DateTime(timezone=True), nullable=True))
         # /readyz and the delayed gauge read the few rows that have one.
         batch.create_index("ix_messages_delayed", ["delayed_at", "destination"])
 
@@ -28,4 +32,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("messages") as batch:
         batch.drop_index("ix_messages_delayed")
+        batch.drop_column("retry_from")
         batch.drop_column("delayed_at")

@@ -27,23 +27,27 @@ def test_operator_lists_and_replays_a_dead_letter_once(system: System) -> None:
         with system.talkdesk() as talkdesk:
             talkdesk.put("/_emulator/faults", json={**NO_FAULTS, "error_rate": 1.0}).raise_for_status()
         try:
-            await customer.say("is anyone there?")
+            message_id = await customer.say("is anyone there?")
             with system.admin() as admin:
                 listed = await eventually(lambda: (r := admin.get("/api/dead-letters", params={
                     "conversation_id": conversation_id}).json())["total"] == 1 and r, timeout=60)
+            # LEXDESK_RETRY_FOR=6s (conftest.py) has passed: the customer reads that it failed.
+            failed = await customer.wait_status(message_id, "failed")
+            assert failed["detail"] == "This message could not be delivered to the agent."
         finally:
             with system.talkdesk() as talkdesk:
                 talkdesk.put("/_emulator/faults", json=NO_FAULTS).raise_for_status()
         dead = listed["dead_letters"][0]
         assert (dead["body"], dead["error_class"], dead["destination"]) == ("is anyone there?", "transient",
                                                                              "talkdesk")
-        assert dead["attempts"] == 6 and listed["counts"] == {"transient": 1}
+        assert dead["attempts"] >= 2 and listed["counts"] == {"transient": 1}
         with system.admin() as admin:
             dry = admin.post("/api/dead-letters/replay", json={"conversation_id": conversation_id, "dry_run": True})
             assert dry.json()["matched"] == 1 and dry.json()["replayed"] == 0
             first = admin.post("/api/dead-letters/replay", json={"ids": [dead["id"]]}).json()
             assert (first["matched"], first["replayed"]) == (1, 1)
             await customer.wait_text("agent", "You said: is anyone there?", timeout=30)
+            await customer.wait_status(message_id, "delivered")  # the replay got through: the bubble says so
             second = admin.post("/api/dead-letters/replay", json={"ids": [dead["id"]]}).json()
             assert (second["matched"], second["replayed"]) == (0, 0)
             bad = admin.post("/api/dead-letters/replay", json={"since": "last tuesday"})

@@ -125,5 +125,14 @@ class Customer:
         return await self.wait_shown(
             lambda f: f["type"] == "message" and f["from"] == sender and contains.lower() in f["text"].lower(), timeout)
 
+    async def wait_status(self, message_id: str, status: str, timeout: float = 20.0) -> Frame:
+        """The `status` frame saying what became of the customer's message `message_id`."""
+        return await self.wait_other(
+            lambda f: f["type"] == "status" and f["id"] == message_id and f["status"] == status, timeout)
+
+    def statuses(self, message_id: str) -> list[str]:
+        """Every status the customer was told for one of their messages, in the order told."""
+        return [f["status"] for f in self.others if f["type"] == "status" and f["id"] == message_id]
+
     def texts(self, sender: str | None = None) -> list[str]:
         return [f["text"] for f in self.shown if f["type"] == "message" and (sender is None or f["from"] == sender)]
