@@ -35,8 +35,7 @@ FAILED_DETAIL = {
     Destination.TALKDESK: "This message could not be delivered to the agent.",
     Destination.LEX: "The assistant could not answer this message.",
 }
-GONE_DETAIL = ("Not delivered: the chat with the agent was disconnected. Ask for an agent again and it "
-               "will be passed on.")
+GONE_DETAIL = "The chat with the agent was disconnected. Ask for an agent again and it will be passed on."
 SNAPSHOT_LIMIT = 200  # the newest customer messages whose status a resume sends again
 
 
