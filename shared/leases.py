@@ -52,12 +52,13 @@ def has_pending(session: Session, conversation_id: str, destination: str) -> boo
 class Lease:
     """One drain's claim on (conversation, destination), held across its transactions."""
 
-    def __init__(self, settings: Settings, conversation_id: str, destination: str) -> None:
+    def __init__(self, settings: Settings, conversation_id: str, destination: str, holder: str | None = None) -> None:
         self.settings = settings
         self.conversation_id = conversation_id
         self.destination = destination
-        self.holder = uuid.uuid4().hex
-        self.done = False  # given back: the drain stops
+        # A retried drain comes back as the holder it was (`hold_for_retry`).
+        self.holder = holder or uuid.uuid4().hex
+        self.done = False  # given back (or held for a retry): the drain stops
 
     def take(self, session: Session) -> Conversation | None:
         """In the transaction that reads the next message: the conversation, locked, with the lease
@@ -94,6 +95,16 @@ class Lease:
         self.give_back(session)
         return True
 
+    def hold_for_retry(self, session: Session, seconds: float) -> None:
+        """A message failed and its drain will run again in `seconds`, as this holder: keep the lease
+        until then (plus lease_seconds, should the retry be late). Given back instead, the sweep would
+        see a pending row that no lease covers and start another drain at once, every sweep, ignoring
+        the backoff and Retry-After, and each would schedule a retry of its own."""
+        lease = session.get(DrainLease, (self.conversation_id, self.destination))
+        if lease is not None and lease.holder == self.holder:
+            lease.expires_at = utcnow() + timedelta(seconds=seconds + self.settings.lease_seconds)
+        self.done = True
+
     def give_back(self, session: Session) -> None:
         session.execute(
             delete(DrainLease).where(
@@ -105,11 +116,13 @@ class Lease:
         self.done = True
 
 
-def drain(settings: Settings, conversation_id: str, destination: str, step: Callable[[Lease], None]) -> None:
-    """Run `step` until the lease is given back. Each step takes the lease in the transaction that reads
-    its message (giving it back there if nothing is pending) and settles it in the one that records the
-    outcome. If a step raises without having given it back (a retry, a crash), it is given back here."""
-    lease = Lease(settings, conversation_id, destination)
+def drain(settings: Settings, conversation_id: str, destination: str, step: Callable[[Lease], None],
+          holder: str | None = None) -> None:
+    """Run `step` until the lease is given back (or held for a retry). Each step takes the lease in the
+    transaction that reads its message (giving it back there if nothing is pending) and settles it in
+    the one that records the outcome. If a step raises without having settled it (a crash), it is given
+    back here. `holder`: the lease a retry of this drain kept (`Lease.hold_for_retry`)."""
+    lease = Lease(settings, conversation_id, destination, holder)
     try:
         while not lease.done:
             step(lease)

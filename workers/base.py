@@ -52,12 +52,14 @@ def data_key() -> str:
 
 
 class RetryLater(Exception):
-    """The drain stopped at a message that failed transiently; run the drain again after `countdown`."""
+    """The drain stopped at a message that failed transiently; run the drain again after `countdown`,
+    as `lease_holder`, which keeps the conversation's lease meanwhile."""
 
-    def __init__(self, countdown: float, error: DeliveryError) -> None:
+    def __init__(self, countdown: float, error: DeliveryError, lease_holder: str) -> None:
         super().__init__(f"retry in {countdown:.1f}s: {error}")
         self.countdown = countdown
         self.error = error
+        self.lease_holder = lease_holder
 
 
 class Failure(StrEnum):
@@ -67,12 +69,20 @@ class Failure(StrEnum):
 
 
 def record_failure(message_id: int, error: DeliveryError, lease: Lease | None = None) -> tuple[Failure, Message]:
+    """See `_record_failure`; with a lease, a retry raises RetryLater (the lease held until it runs)."""
+    outcome, message, countdown = _record_failure(message_id, error, lease)
+    if outcome == Failure.RETRY and lease is not None:
+        raise RetryLater(countdown, error, lease.holder) from error
+    return outcome, message
+
+
+def _record_failure(message_id: int, error: DeliveryError, lease: Lease | None) -> tuple[Failure, Message, float]:
     """Count the attempt. A permanent error, or a transient one once LEXDESK_RETRY_FOR has passed since
     the message was accepted (or at LEXDESK_MAX_ATTEMPTS, when that is set), marks the message failed
     so the conversation's stream moves on, and tells the customer. A transient one before that reports
     the conversation's waiting messages `delayed` once they have waited LEXDESK_DELAYED_AFTER. Only a
     pending row is touched. The drain's lease is settled in the same transaction: given back for a
-    retry (the retried drain takes it again), renewed or given back otherwise."""
+    retry (until the retried drain, the same holder, takes it again), renewed or given back otherwise."""
     config = settings()
     with unit_of_work(config) as uow:
         session = uow.session
@@ -80,7 +90,7 @@ def record_failure(message_id: int, error: DeliveryError, lease: Lease | None = 
         if message.status != MessageStatus.PENDING:
             if lease is not None:
                 lease.settle(session)
-            return Failure.SUPERSEDED, message
+            return Failure.SUPERSEDED, message, 0.0
         now = utcnow()
         message.attempts += 1
         message.last_error = str(error)[:2000]
@@ -97,12 +107,13 @@ def record_failure(message_id: int, error: DeliveryError, lease: Lease | None = 
         log.warning("delivery_failed", message_id=message_id, conversation_id=message.conversation_id,
                     destination=message.destination, attempts=message.attempts, error_class=error.error_class,
                     failing_for=round(failing_for, 1), dead_lettered=dead, error=str(error)[:300])
+        countdown = 0.0 if dead else retry_delay(message, error)
         if lease is not None:
             if dead:
                 lease.settle(session)
             else:
-                lease.give_back(session)
-        return (Failure.DEAD if dead else Failure.RETRY), message
+                lease.hold_for_retry(session, countdown)
+        return (Failure.DEAD if dead else Failure.RETRY), message, countdown
 
 
 OUTAGE_NOTES = {
@@ -145,5 +156,6 @@ def retry_delay(message: Message, error: DeliveryError) -> float:
 
 
 def retry_drain(task: Task, exc: RetryLater) -> None:
-    """Celery's own retry: a new message for the same drain, after the backoff."""
-    raise task.retry(exc=exc, countdown=exc.countdown, max_retries=None)
+    """Celery's own retry: a new message for the same drain, after the backoff, as the lease's holder."""
+    kwargs = {**(task.request.kwargs or {}), "lease_holder": exc.lease_holder}
+    raise task.retry(exc=exc, countdown=exc.countdown, max_retries=None, kwargs=kwargs)

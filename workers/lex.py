@@ -28,7 +28,6 @@ from workers.base import (
     data_key,
     log,
     record_failure,
-    retry_delay,
     retry_drain,
     settings,
 )
@@ -37,9 +36,10 @@ BOT_STATES = (ConversationState.BOT, ConversationState.HANDOFF_FAILED)
 
 
 @app.task(name="lex.drain", bind=True, base=LexdeskTask)
-def drain(self: Task, conversation_id: str) -> None:
+def drain(self: Task, conversation_id: str, lease_holder: str | None = None) -> None:
     try:
-        drain_with_lease(settings(), conversation_id, Destination.LEX, lambda lease: _step(conversation_id, lease))
+        drain_with_lease(settings(), conversation_id, Destination.LEX, lambda lease: _step(conversation_id, lease),
+                         holder=lease_holder)
     except RetryLater as exc:
         retry_drain(self, exc)
 
@@ -80,9 +80,7 @@ def _step(conversation_id: str, lease: Lease) -> None:
                 client.delete_session(session_id)  # the first turn: the state before it is no session
             turn = client.recognize_text(session_id, text, session_state=before)
     except DeliveryError as error:
-        outcome, failed = record_failure(message_id, error, lease)
-        if outcome == Failure.RETRY:
-            raise RetryLater(retry_delay(failed, error), error) from error
+        outcome, _ = record_failure(message_id, error, lease)  # raises RetryLater for a retry
         if outcome == Failure.DEAD:
             _tell_customer_bot_unavailable(conversation_id)
         return

@@ -21,14 +21,14 @@ from shared.message_status import DELIVERED
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
 from shared.store import add_event, lock_message, next_pending, transcript_lines
-from workers.base import Failure, LexdeskTask, RetryLater, app, log, record_failure, retry_delay, retry_drain, settings
+from workers.base import Failure, LexdeskTask, RetryLater, app, log, record_failure, retry_drain, settings
 
 
 @app.task(name="talkdesk.drain", bind=True, base=LexdeskTask)
-def drain(self: Task, conversation_id: str) -> None:
+def drain(self: Task, conversation_id: str, lease_holder: str | None = None) -> None:
     try:
         drain_with_lease(settings(), conversation_id, Destination.TALKDESK,
-                         lambda lease: _step(conversation_id, lease))
+                         lambda lease: _step(conversation_id, lease), holder=lease_holder)
     except RetryLater as exc:
         retry_drain(self, exc)
 
@@ -90,9 +90,7 @@ def _step(conversation_id: str, lease: Lease) -> None:
                 close(uow, ended, by="agent")  # settles every pending row: nothing is left to drain
             lease.settle(uow.session, locked=ended is not None)
     except DeliveryError as error:
-        outcome, failed = record_failure(message_id, error, lease)
-        if outcome == Failure.RETRY:
-            raise RetryLater(retry_delay(failed, error), error) from error
+        outcome, _ = record_failure(message_id, error, lease)  # raises RetryLater for a retry
         if outcome == Failure.DEAD and event == "handoff_requested":
             with unit_of_work(config) as uow:
                 conversation = lock_conversation(uow.session, conversation_id)

@@ -20,6 +20,7 @@ from shared.models import Conversation, Message
 from shared.store import attach_connection
 from tests.workers.conftest import Env, customer_says
 from tests.workers.test_talkdesk_worker import NO_FAULTS, at_agent, drain_until_settled, emulator_record, faults
+from workers import talkdesk
 from workers.base import RetryLater
 
 NODE_ID = "outage-node"
@@ -74,6 +75,38 @@ def with_socket(env: Env, conversation_id: str) -> None:
         attach_connection(session, conversation_id, f"socket-{conversation_id}", NODE_ID)
 
 
+def fail_again(conversation_id: str, lease_holder: str | None = None) -> str:
+    """Run the drain (as a retry would, with the lease it kept) and see it ask to be retried."""
+    with pytest.raises(RetryLater) as retry:
+        talkdesk.drain(conversation_id=conversation_id, lease_holder=lease_holder)
+    return retry.value.lease_holder
+
+
+def test_a_drain_waiting_to_retry_keeps_the_lease_so_nothing_else_hammers_the_vendor(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a retry waits out its backoff, a new message's drain and the sweep leave the conversation
+    alone: given back, the sweep restarted a drain every sweep, ignoring backoff and Retry-After, and
+    each of those scheduled a retry of its own."""
+    from workers import timers
+
+    configure(monkeypatch)
+    conversation_id = at_agent(env)
+    drain_until_settled(conversation_id)
+    faults(env, error_rate=1.0)
+    customer_says(conversation_id, "first", "first")
+    holder = fail_again(conversation_id)
+    calls = httpx.get(f"{env.talkdesk_url}/_emulator/stats").json()
+    customer_says(conversation_id, "second", "second")
+    talkdesk.drain(conversation_id=conversation_id)  # the second message's drain: the retry holds the lease
+    monkeypatch.setattr(timers, "STALE_AFTER_SECONDS", 0)
+    assert timers.sweep()["drains_restarted"] == 0
+    assert httpx.get(f"{env.talkdesk_url}/_emulator/stats").json()["faults"] == calls["faults"]  # no call made
+    faults(env)
+    talkdesk.drain(conversation_id=conversation_id, lease_holder=holder)  # the retry, when its time comes
+    record = emulator_record(env, str(_conversation(env, conversation_id).talkdesk_conversation_id))
+    assert [m["content"] for m in record["customer_messages"]] == ["first", "second"]
+
+
 def rows(env: Env, conversation_id: str) -> list[Message]:
     with session_scope(env.database_url) as session:
         return list(session.scalars(select(Message).where(Message.conversation_id == conversation_id)
@@ -89,15 +122,13 @@ def test_a_failing_message_is_retried_for_as_long_as_retry_for_not_a_count(
     node.frames()
     faults(env, error_rate=1.0)
     customer_says(conversation_id, "hello", "are you there?")
-    from workers import talkdesk
-
+    holder = None
     for _ in range(12):  # twice the old count bound of 6
-        with pytest.raises(RetryLater):
-            talkdesk.drain(conversation_id=conversation_id)
+        holder = fail_again(conversation_id, holder)
     pending = next(r for r in rows(env, conversation_id) if r.client_message_id == "hello")
     assert (pending.status, pending.attempts) == ("pending", 12)
     faults(env)
-    assert drain_until_settled(conversation_id) == []
+    talkdesk.drain(conversation_id=conversation_id, lease_holder=holder)
     assert node.statuses() == [("hello", "delivered")]
     record = emulator_record(env, str(_conversation(env, conversation_id).talkdesk_conversation_id))
     assert [m["content"] for m in record["customer_messages"]] == ["are you there?"]
@@ -111,29 +142,24 @@ def test_waiting_messages_are_reported_delayed_once_then_delivered_in_order(
     with_socket(env, conversation_id)
     node.frames()
     faults(env, error_rate=1.0)
-    from workers import talkdesk
-
     customer_says(conversation_id, "one", "first")
     customer_says(conversation_id, "two", "second")
-    with pytest.raises(RetryLater):
-        talkdesk.drain(conversation_id=conversation_id)
+    holder = fail_again(conversation_id)
     assert node.statuses() == []  # failing, but not for long yet
     time.sleep(0.3)
     customer_says(conversation_id, "three", "third")  # waits behind them, not long yet
-    with pytest.raises(RetryLater):
-        talkdesk.drain(conversation_id=conversation_id)
+    holder = fail_again(conversation_id, holder)
     assert node.statuses() == [("one", "delayed"), ("two", "delayed")]
     notes = [r.body for r in rows(env, conversation_id) if r.sender == "system" and r.kind == "message"]
     assert notes == ["We are having trouble reaching the agent right now. Your messages are saved and will be "
                      "delivered as soon as we can."]
     time.sleep(0.3)
-    with pytest.raises(RetryLater):
-        talkdesk.drain(conversation_id=conversation_id)
+    holder = fail_again(conversation_id, holder)
     assert node.statuses() == [("three", "delayed")]  # each reported once; the note once per outage
     assert len([r for r in rows(env, conversation_id) if r.sender == "system" and r.kind == "message"]) == 1
 
     faults(env)
-    assert drain_until_settled(conversation_id) == []
+    talkdesk.drain(conversation_id=conversation_id, lease_holder=holder)
     assert node.statuses() == [("one", "delivered"), ("two", "delivered"), ("three", "delivered")]
     record = emulator_record(env, str(_conversation(env, conversation_id).talkdesk_conversation_id))
     assert [m["content"] for m in record["customer_messages"]] == ["first", "second", "third"]

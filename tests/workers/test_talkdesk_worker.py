@@ -2,7 +2,8 @@
 handoff with the transcript, order, retries, dead letters, and Talkdesk's own end of a conversation.
 
 Called directly, a drain that must retry raises RetryLater (Celery's Task.retry re-raises outside a
-worker); the test plays the worker's part and runs the drain again."""
+worker); the test plays the worker's part and runs the drain again, as the holder of the lease the
+retry kept."""
 
 from __future__ import annotations
 
@@ -47,12 +48,14 @@ def at_agent(env: Env, typed_during_handoff: str | None = None) -> str:
 
 
 def drain_until_settled(conversation_id: str, max_runs: int = 20) -> list[RetryLater]:
+    """Run the drain, and its retries as Celery would: as the holder of the lease the retry kept."""
     from workers import talkdesk
 
-    retries = []
+    retries: list[RetryLater] = []
     for _ in range(max_runs):
         try:
-            talkdesk.drain(conversation_id=conversation_id)
+            talkdesk.drain(conversation_id=conversation_id,
+                           lease_holder=retries[-1].lease_holder if retries else None)
             return retries
         except RetryLater as retry:
             retries.append(retry)
