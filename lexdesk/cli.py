@@ -198,23 +198,36 @@ def emulate_talkdesk(
     callback_api_key: Annotated[str | None, typer.Option(envvar="LEXDESK_CALLBACK_API_KEY")] = None,
     agent_join_delay: float = 2.0,
     scripted_agent: bool = True,
+    state_file: Annotated[Path | None, typer.Option(
+        help="SQLite file that keeps conversations, tokens and idempotency keys across restarts")] = None,
 ) -> None:
     """Talkdesk Digital Connect emulator with an agent console at /console."""
     from emulators.talkdesk.app import run
     from emulators.talkdesk.config import EmulatorConfig
 
     config = EmulatorConfig(callback_url=callback_url, callback_api_key=callback_api_key,
-                            agent_join_delay=agent_join_delay, scripted_agent=scripted_agent)
+                            agent_join_delay=agent_join_delay, scripted_agent=scripted_agent,
+                            state_file=str(state_file) if state_file else None)
     run(host=host, port=port, config=config)
 
 
 @emulate_app.command("lex")
-def emulate_lex(host: str = "127.0.0.1", port: int = EMULATOR_LEX_PORT,
-                bots: Annotated[Path | None, typer.Option(help="Directory of bot definitions")] = None) -> None:
-    """Amazon Lex V2 runtime emulator."""
+def emulate_lex(
+    host: str = "127.0.0.1",
+    port: int = EMULATOR_LEX_PORT,
+    bots: Annotated[list[Path] | None, typer.Option(
+        "--bots-dir", "--bots", help="Directory of bot definitions (repeatable); default emulators/lex/bots")] = None,
+    error_rate: Annotated[float, typer.Option(min=0, max=1, help="Fraction of runtime calls answered 500/503")] = 0.0,
+    throttle_rate: Annotated[float, typer.Option(min=0, max=1, help="Fraction of runtime calls answered 429")] = 0.0,
+    latency: Annotated[float, typer.Option(min=0, max=60, help="Seconds added to each runtime call")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Seed of the fault dice (reproducible runs)")] = None,
+) -> None:
+    """Amazon Lex V2 emulator (runtime and read-only models API); faults also change at /_emulator/faults."""
     from emulators.lex.app import run
+    from emulators.lex.faults import FaultSettings
 
-    run(host=host, port=port, bots_dir=bots)
+    faults = FaultSettings(error_rate=error_rate, throttle_rate=throttle_rate, latency=latency)
+    run(host=host, port=port, bots_dir=bots, faults=faults, seed=seed)
 
 
 def tools_installed() -> bool:

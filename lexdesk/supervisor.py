@@ -72,8 +72,10 @@ def plan(settings: Settings, with_emulators: bool, concurrency: int) -> list[Chi
     children = []
     if with_emulators:
         children += [
+            # The state file keeps open agent chats across a restart of `lexdesk up` (or of the child).
             Child("talkdesk-emulator", [*python, "emulate", "talkdesk", "--port", _port(settings.talkdesk_api_url),
-                                        "--callback-url", callback_url],
+                                        "--callback-url", callback_url,
+                                        "--state-file", str(settings.state_dir / "talkdesk-emulator.sqlite3")],
                   health_url=f"{settings.talkdesk_api_url}/healthz"),
             Child("lex-emulator", [*python, "emulate", "lex", "--port", _port(settings.lex_endpoint_url or "")],
                   health_url=f"{settings.lex_endpoint_url}/healthz"),

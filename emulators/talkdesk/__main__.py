@@ -1,4 +1,4 @@
-"""`python -m emulators.talkdesk [--port 8001] [--callback-url URL] ...`: serve the emulator."""
+"""`python -m emulators.talkdesk [--port 8001] [--callback-url URL] [--state-file PATH] ...`: serve it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--callback-api-key", default=None)
     parser.add_argument("--touchpoint-id", default=EmulatorConfig().touchpoint_id)
     parser.add_argument("--no-scripted-agent", action="store_true", help="only a person at /console answers")
+    parser.add_argument("--agent-join-delay", type=float, default=EmulatorConfig().agent_join_delay)
+    parser.add_argument("--agent-reply-delay", type=float, default=EmulatorConfig().agent_reply_delay)
+    parser.add_argument(
+        "--state-file", default=None, help="SQLite file that keeps conversations, tokens and keys across restarts"
+    )
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     config = EmulatorConfig(
@@ -23,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
         callback_api_key=args.callback_api_key,
         touchpoint_id=args.touchpoint_id,
         scripted_agent=not args.no_scripted_agent,
+        agent_join_delay=args.agent_join_delay,
+        agent_reply_delay=args.agent_reply_delay,
+        state_file=args.state_file,
         seed=args.seed,
     )
     print(f"Talkdesk emulator on http://{args.host}:{args.port} (agent console: /console)")

@@ -1,4 +1,5 @@
-"""Emulator-only routes under /_emulator (no auth): inspect state, change faults, act as a person agent."""
+"""Emulator-only routes under /_emulator (no auth): inspect state, change faults, act as a person agent,
+forget a conversation."""
 
 from __future__ import annotations
 
@@ -62,18 +63,32 @@ def build_admin_router(emu: Emulator) -> APIRouter:
     @router.post("/_emulator/conversations/{conversation_id}/agent-messages", status_code=202)
     async def agent_message(conversation_id: str, body: AgentMessageIn) -> dict[str, Any]:
         conv = writable(conversation_id)
-        return emu.agent.console_message(conv, body.content).to_dict()
+        message = emu.agent.console_message(conv, body.content)
+        emu.store.save(conv)
+        return message.to_dict()
 
     @router.post("/_emulator/conversations/{conversation_id}/close", status_code=202)
     async def close(conversation_id: str) -> JSONResponse:
         conv = writable(conversation_id)
         emu.agent.console_close(conv)
+        emu.store.save(conv)
         return JSONResponse(conv.summary(), status_code=202)
 
     @router.post("/_emulator/conversations/{conversation_id}/take")
     async def take(conversation_id: str) -> dict[str, Any]:
         conv = conversation(conversation_id)
         emu.agent.take_over(conv)
+        emu.store.save(conv)
         return conv.summary()
+
+    @router.post("/_emulator/conversations/{conversation_id}/forget")
+    async def forget(conversation_id: str) -> dict[str, str]:
+        """As when Talkdesk expires or removes a conversation: afterwards every route answers for it what
+        it answers for an id that never existed, the agent stops, and a state file forgets it too."""
+        conv = emu.store.forget(conversation_id)
+        if conv is None:
+            raise conversation_not_found(conversation_id)
+        emu.agent.forget(conv.id)
+        return {"forgotten": conv.id}
 
     return router

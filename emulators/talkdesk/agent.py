@@ -2,6 +2,9 @@
 
 Everything the agent does reaches lexdesk as an HTTP callback. Per conversation, callbacks go out strictly
 in order through one queue and one worker task (started when there is work, ended when there is none).
+Each finished job saves its conversation; with a state file, `resume()` re-queues at start-up what the
+previous process left undone (the join, queued messages, a pending close): at least once, since a
+callback that went out just before a crash is sent again, with the same message id.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class Job:
     scripted: bool = False
     message: AgentMessage | None = None
     reason: str = "agent_closed"
+    resend: bool = False
+    """Only the callback of a join or close whose effect is saved but whose callback may not have gone out."""
 
 
 class Agent:
@@ -83,6 +88,7 @@ class Agent:
         delay = self._config.agent_reply_delay
         if content.strip().lower() in CLOSE_COMMANDS:
             conv.closing = True
+            conv.close_scripted = True
             self._enqueue_message(conv, GOODBYE, "scripted", delay=delay)
             self._enqueue(conv.id, Job("close", scripted=True))
         else:
@@ -90,13 +96,47 @@ class Agent:
 
     def customer_left(self, conv: Conversation) -> None:
         """The conversation was ended by DELETE: nothing more goes out for it."""
-        task = self._workers.pop(conv.id, None)
-        if task is not None:
-            task.cancel()
-        self._queues.pop(conv.id, None)
+        self.forget(conv.id)
         for message in conv.agent_messages:
             if message.delivery == "queued":
                 message.delivery = "dropped"
+
+    def forget(self, conversation_id: str) -> None:
+        """Stop acting on a conversation: its pending jobs go, a callback in flight is cancelled."""
+        task = self._workers.pop(conversation_id, None)
+        if task is not None:
+            task.cancel()
+        self._queues.pop(conversation_id, None)
+
+    def resume(self) -> None:
+        """Re-queue, in their original order, the jobs of conversations read back from a state file.
+
+        A job is saved as done only once it is (`_run`), so what is not marked done here was not.
+        """
+        for conv in list(self._store.conversations.values()):
+            if conv.status == "ended":
+                self._drop_queued(conv)
+                if self.enabled and conv.callback_in_flight == "close":
+                    self._enqueue(conv.id, Job("close", resend=True))
+                continue
+            if not self.enabled:
+                continue
+            if conv.agent_joined_at is None:
+                self._enqueue(conv.id, Job("join"))
+            elif conv.callback_in_flight == "join":
+                self._enqueue(conv.id, Job("join", resend=True))
+            for message in conv.agent_messages:
+                if message.delivery == "queued":
+                    self._enqueue(conv.id, Job("message", scripted=message.source == "scripted", message=message))
+            if conv.closing:
+                self._enqueue(conv.id, Job("close", scripted=conv.close_scripted))
+
+    def _drop_queued(self, conv: Conversation) -> None:
+        queued = [m for m in conv.agent_messages if m.delivery == "queued"]
+        for message in queued:
+            message.delivery = "dropped"
+        if queued:
+            self._store.save(conv)
 
     def take_over(self, conv: Conversation) -> None:
         if not conv.taken_over:
@@ -113,6 +153,7 @@ class Agent:
             conv.end("agent")
             return
         conv.closing = True
+        conv.close_scripted = False
         self._enqueue(conv.id, Job("close"))
 
     # queue and worker
@@ -169,17 +210,38 @@ class Agent:
         conv = self._store.get(conversation_id)
         if conv is None:
             return
+        try:
+            await self._act(conv, job)
+        except asyncio.CancelledError:
+            # Not done (shutdown; DELETE and forget save, or drop, the conversation themselves): the file
+            # keeps the job undone, so an emulator restarted on it does the job again.
+            raise
+        except Exception:
+            self._store.save(conv)
+            raise
+        self._store.save(conv)
+
+    async def _act(self, conv: Conversation, job: Job) -> None:
+        path = f"/talkdesk/conversations/{conv.id}"
+        if job.resend:
+            if job.kind == "join":
+                await self._deliver(conv, f"{path}/agent-joined", {"agent_name": self._config.agent_name})
+            else:
+                await self._deliver(conv, f"{path}/close", {"reason": job.reason})
+            conv.callback_in_flight = None
+            return
         if conv.status == "ended" or (job.scripted and conv.taken_over):
             if job.message is not None:
                 job.message.delivery = "dropped"
             if job.kind == "close" and conv.status == "open":
                 conv.closing = False
             return
-        path = f"/talkdesk/conversations/{conv.id}"
         if job.kind == "join":
             conv.agent_joined_at = now_iso()
             conv.record("agent_joined", agent_name=self._config.agent_name)
+            conv.callback_in_flight = "join"
             await self._deliver(conv, f"{path}/agent-joined", {"agent_name": self._config.agent_name})
+            conv.callback_in_flight = None
         elif job.kind == "message" and job.message is not None:
             message = job.message
             message.created_at = now_iso()
@@ -188,7 +250,9 @@ class Agent:
             message.delivery = "delivered" if delivered else "failed"
         elif job.kind == "close":
             conv.end("agent")
+            conv.callback_in_flight = "close"
             await self._deliver(conv, f"{path}/close", {"reason": job.reason})
+            conv.callback_in_flight = None
 
     async def _deliver(self, conv: Conversation, path: str, body: dict[str, Any]) -> bool:
         """POST one callback; retry connection errors, 5xx and 429 with backoff; never other 4xx."""

@@ -1,7 +1,9 @@
 """The Digital Connect API: create a conversation, send a customer message, end a conversation.
 
 Each call goes: injected faults, bearer token, conversation lookup, idempotent replay, body validation,
-state checks, effect. Nothing awaits between the replay check and the effect, so a key is applied once.
+state checks, effect, save (a no-op without a state file). Nothing awaits between the replay check and
+the effect, so a key is applied once. An unknown conversation (never created, or forgotten) is a 404
+with code CONVERSATION_NOT_FOUND; an ended one is a 400 with CONVERSATION_ENDED (3016011).
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ def _replay(emu: Emulator, scope: str, key: str | None) -> JSONResponse | None:
     return JSONResponse(stored.body, status_code=stored.status_code)
 
 
-def _remember(emu: Emulator, scope: str, key: str | None, stored: StoredResponse) -> JSONResponse:
-    if key:
-        emu.store.idempotent[(scope, key)] = stored
+def _remember(emu: Emulator, conv: Conversation, scope: str, key: str | None, stored: StoredResponse) -> JSONResponse:
+    emu.store.remember(conv, scope, key, stored)
     return JSONResponse(stored.body, status_code=stored.status_code)
 
 
@@ -67,7 +68,7 @@ def build_api_router(emu: Emulator) -> APIRouter:
         conv.record("created", idempotency_key=key, previous_messages=len(body.previous_messages))
         emu.store.conversations[conv.id] = conv
         emu.agent.conversation_created(conv)
-        return _remember(emu, "create", key, StoredResponse(201, {"id": conv.id}))
+        return _remember(emu, conv, "create", key, StoredResponse(201, {"id": conv.id}))
 
     @router.post("/conversations/{conversation_id}/messages", status_code=201, response_model=None)
     async def send_message(conversation_id: str, request: Request) -> JSONResponse:
@@ -80,6 +81,7 @@ def build_api_router(emu: Emulator) -> APIRouter:
         replay = _replay(emu, scope, key)
         if replay is not None:
             conv.record("duplicate_absorbed", idempotency_key=key)
+            emu.store.save(conv)
             return replay
         body = validate(SendMessage, parse_json_object(raw))
         if conv.status == "ended":
@@ -97,7 +99,7 @@ def build_api_router(emu: Emulator) -> APIRouter:
         emu.store.stats.messages_received += 1
         emu.agent.customer_message(conv, body.content)
         answer = {"id": conv.id, "created_at": message.created_at, "message_id": message.message_id}
-        return _remember(emu, scope, key, StoredResponse(201, answer))
+        return _remember(emu, conv, scope, key, StoredResponse(201, answer))
 
     @router.delete("/conversations/{conversation_id}", status_code=204, response_model=None)
     async def end_conversation(conversation_id: str, request: Request) -> Response:
@@ -108,6 +110,7 @@ def build_api_router(emu: Emulator) -> APIRouter:
             raise conversation_ended(conv.id)
         conv.end("customer")
         emu.agent.customer_left(conv)
+        emu.store.save(conv)
         return Response(status_code=204)
 
     return router

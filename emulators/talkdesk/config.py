@@ -38,5 +38,9 @@ class EmulatorConfig(BaseModel):
     """Fraction of API calls that hang `stall_seconds`, then answer 504 with no effect."""
     stall_seconds: float = Field(default=2.0, ge=0)
 
+    state_file: str | None = None
+    """SQLite file the records are written through to, so a restart keeps open conversations, idempotent
+    answers and tokens; None: memory only, nothing is written to disk."""
+
     seed: int | None = None
     """Seed of the random generator that picks faults; None: not reproducible."""

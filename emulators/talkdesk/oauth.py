@@ -67,7 +67,7 @@ def build_oauth_router(emu: Emulator) -> APIRouter:
             return _oauth_error(400, "invalid_scope", f"The scope must include {SCOPE}.")
         ttl = emu.config.token_ttl
         token = Token(secrets.token_urlsafe(32), client_id, SCOPE, time.time() + ttl)
-        emu.store.tokens[token.value] = token
+        emu.store.add_token(token)
         emu.store.stats.tokens_issued += 1
         return JSONResponse(
             {
@@ -92,7 +92,7 @@ def require_token(emu: Emulator, request: Request) -> Token:
     if token is None:
         raise _unauthorized("The access token is not valid.")
     if token.expired():
-        del emu.store.tokens[token.value]
+        emu.store.drop_token(token.value)
         raise _unauthorized("The access token has expired.")
     return token
 

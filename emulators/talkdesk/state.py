@@ -1,4 +1,8 @@
-"""In-memory records of the emulator: tokens, conversations, idempotent responses and counters."""
+"""The emulator's records: tokens, conversations, idempotent responses and counters.
+
+They live in memory; with a state file (persistence.py) every change is also written through, so a
+restarted emulator carries on where the previous one stopped. The counters (`Stats`) are per process.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .persistence import StateFile
 
 ConversationStatus = Literal["open", "ended"]
 EndedBy = Literal["customer", "agent"]
@@ -93,7 +100,12 @@ class Conversation:
     ended_by: EndedBy | None = None
     ended_at: str | None = None
     closing: bool = False
+    close_scripted: bool = False
+    """Whether the pending close (while `closing`) is the scripted agent's, which a take-over cancels."""
     taken_over: bool = False
+    callback_in_flight: Literal["join", "close"] | None = None
+    """A join or close already in effect whose callback is still going out: a conversation saved meanwhile
+    (by another call) tells a restarted emulator to send that callback again."""
     agent_joined_at: str | None = None
     customer_messages: list[CustomerMessage] = field(default_factory=list)
     agent_messages: list[AgentMessage] = field(default_factory=list)
@@ -172,16 +184,73 @@ class Stats:
 
 
 class Store:
-    """All the emulator's state; used from the event loop only, so plain dicts suffice."""
+    """All the emulator's state; used from the event loop only, so plain dicts suffice.
 
-    def __init__(self) -> None:
+    Code that changes a conversation calls `save()` (or `remember()`) once it is done; without a state
+    file those are no-ops and the dicts are all there is.
+    """
+
+    def __init__(self, state_file: StateFile | None = None) -> None:
         self.tokens: dict[str, Token] = {}
         self.conversations: dict[str, Conversation] = {}
         self.idempotent: dict[tuple[str, str], StoredResponse] = {}
         self.stats = Stats()
+        self.state_file = state_file
+        if state_file is not None:
+            snapshot = state_file.load()
+            self.tokens = {token.value: token for token in snapshot.tokens}
+            self.conversations = {conv.id: conv for conv in snapshot.conversations}
+            self.idempotent = snapshot.idempotent
+
+    @property
+    def persistent(self) -> bool:
+        return self.state_file is not None
 
     def get(self, conversation_id: str) -> Conversation | None:
         return self.conversations.get(conversation_id)
+
+    def add_token(self, token: Token) -> None:
+        self.tokens[token.value] = token
+        if self.state_file is not None:
+            self.state_file.save_token(token)
+
+    def drop_token(self, value: str) -> None:
+        self.tokens.pop(value, None)
+        if self.state_file is not None:
+            self.state_file.delete_token(value)
+
+    def save(self, conv: Conversation, response: tuple[str, str, StoredResponse] | None = None) -> None:
+        """Write the conversation through. A forgotten one is not written back: an agent task that was
+        still holding it when it was forgotten must not bring it back."""
+        if self.state_file is not None and self.conversations.get(conv.id) is conv:
+            self.state_file.save_conversation(conv, response)
+
+    def remember(self, conv: Conversation, scope: str, key: str | None, stored: StoredResponse) -> None:
+        """Keep the answer under its idempotency key (if any) and save the conversation, together."""
+        if key:
+            self.idempotent[(scope, key)] = stored
+        self.save(conv, (scope, key, stored) if key else None)
+
+    def forget(self, conversation_id: str) -> Conversation | None:
+        """Drop a conversation as if it had never been, with the idempotent answers that name it (a
+        replayed create key then creates a new one instead of answering an id that no longer exists)."""
+        conv = self.conversations.pop(conversation_id, None)
+        if conv is None:
+            return None
+        keys = [
+            (scope, key)
+            for (scope, key), stored in self.idempotent.items()
+            if scope == f"message:{conv.id}" or (scope == "create" and stored.body.get("id") == conv.id)
+        ]
+        for scope_key in keys:
+            del self.idempotent[scope_key]
+        if self.state_file is not None:
+            self.state_file.delete_conversation(conv.id, keys)
+        return conv
+
+    def close(self) -> None:
+        if self.state_file is not None:
+            self.state_file.close()
 
     def stats_dict(self) -> dict[str, Any]:
         conversations = list(self.conversations.values())

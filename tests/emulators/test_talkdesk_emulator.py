@@ -58,25 +58,28 @@ class Call:
 
 
 class Receiver:
-    """A stand-in for lexdesk's callback receiver: records every call; can fail the first N calls."""
+    """A stand-in for lexdesk's callback receiver: records every call; can fail the first N calls (of one
+    action only, with `fail_only`)."""
 
-    def __init__(self, fail_first: int = 0, fail_status: int = 503) -> None:
+    def __init__(self, fail_first: int = 0, fail_status: int = 503, fail_only: str | None = None) -> None:
         self.calls: list[Call] = []
         self.fail_first = fail_first
         self.fail_status = fail_status
+        self.fail_only = fail_only
         self._lock = threading.Lock()
         self.app = FastAPI()
 
         @self.app.post("/talkdesk/conversations/{conversation_id}/{action}")
         async def callback(conversation_id: str, action: str, request: Request) -> JSONResponse:
+            # Read the body before taking the (thread) lock: awaiting while holding it would let a second
+            # callback, on the same event loop, block that loop on the lock forever.
+            body = await request.json()
             with self._lock:
-                failing = self.fail_first > 0
+                failing = self.fail_first > 0 and self.fail_only in (None, action)
                 if failing:
                     self.fail_first -= 1
                 status = self.fail_status if failing else 202
-                self.calls.append(
-                    Call(conversation_id, action, await request.json(), request.headers.get("x-api-key"), status)
-                )
+                self.calls.append(Call(conversation_id, action, body, request.headers.get("x-api-key"), status))
             return JSONResponse({"accepted": not failing}, status_code=status)
 
     def accepted(self, conversation_id: str | None = None) -> list[Call]:

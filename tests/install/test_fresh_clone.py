@@ -100,6 +100,43 @@ async def _bot_turn(edge_url: str) -> list[dict[str, object]]:
         return frames
 
 
+async def _frames_until(ws: object, done: object, timeout: float = 30) -> list[dict[str, object]]:
+    """Read frames, acknowledging each seq, until `done(frames)`."""
+    frames: list[dict[str, object]] = []
+    async with asyncio.timeout(timeout):
+        while not done(frames):  # type: ignore[operator]
+            frame = json.loads(await ws.recv())  # type: ignore[attr-defined]
+            frames.append(frame)
+            if isinstance(frame.get("seq"), int):
+                await ws.send(json.dumps({"type": "ack", "seq": frame["seq"]}))  # type: ignore[attr-defined]
+    return frames
+
+
+def _from_agent(text: str) -> object:
+    return lambda frames: any(f.get("from") == "agent" and text in str(f.get("text")) for f in frames)
+
+
+async def _open_agent_chat(edge_url: str) -> tuple[str, int]:
+    """A chat handed to the (emulated) agent, left open: its resume token and the last seq shown."""
+    async with connect(edge_url) as ws:
+        await ws.send(json.dumps({"type": "hello", "customer": {"name": "Kept Open"}}))
+        welcome = json.loads(await ws.recv())
+        await ws.send(json.dumps({"type": "message", "id": "agent-1", "text": "I want to talk to an agent"}))
+        frames = await _frames_until(ws, _from_agent("How can I help"))
+        await ws.send(json.dumps({"type": "message", "id": "agent-2", "text": "before the restart"}))
+        frames += await _frames_until(ws, _from_agent("You said: before the restart"))
+        return str(welcome["resume_token"]), max(int(f["seq"]) for f in frames if isinstance(f.get("seq"), int))
+
+
+async def _carry_on(edge_url: str, token: str, last_seq: int) -> list[dict[str, object]]:
+    async with connect(edge_url) as ws:
+        await ws.send(json.dumps({"type": "resume", "resume_token": token, "last_seq": last_seq}))
+        welcome = json.loads(await ws.recv())
+        assert welcome["type"] == "welcome" and welcome["state"] == "agent_active", welcome
+        await ws.send(json.dumps({"type": "message", "id": "agent-3", "text": "after the restart"}))
+        return await _frames_until(ws, _from_agent("You said: after the restart"))
+
+
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     target = tmp_path_factory.mktemp("fresh") / "lexdesk"
@@ -151,6 +188,9 @@ def test_a_new_user_runs_the_first_command(clone: Path, tmp_path: Path) -> None:
         again = asyncio.run(_bot_turn(f"ws://127.0.0.1:{edge_port}/ws"))  # the restarted emulator answers
         assert any(f.get("type") == "message" and f.get("from") == "bot" for f in again)
 
+        # An agent chat left open across the restart below.
+        token, last_seq = asyncio.run(_open_agent_chat(f"ws://127.0.0.1:{edge_port}/ws"))
+
         # Ctrl-C: every child and grandchild (Celery's beat) gone, exit 0.
         children = descendants(up.popen.pid)
         assert len(children) >= 5, children
@@ -176,6 +216,11 @@ def test_a_new_user_runs_the_first_command(clone: Path, tmp_path: Path) -> None:
         again.wait_for("lexdesk is up.", timeout=120)
         assert "installing" not in again.output
         assert httpx.get(f"http://127.0.0.1:{http_port}/", timeout=10).status_code == 200
+        # The chat carries on: the Talkdesk emulator kept it in the state directory.
+        carried = asyncio.run(_carry_on(f"ws://127.0.0.1:{edge_port}/ws", token, last_seq))
+        assert {"type": "accepted", "id": "agent-3"} in carried
+        assert {"type": "status", "id": "agent-3", "status": "delivered"} in carried
+        assert (state / "talkdesk-emulator.sqlite3").exists()
         again.interrupt()
     finally:
         again.kill()
