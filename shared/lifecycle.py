@@ -86,8 +86,15 @@ def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:
     conversation.closed_by = by
     conversation.closed_at = utcnow()
     session = uow.session
-    # Whatever the bot has not answered yet will not be answered.
+    # Whatever the bot has not answered yet will not be answered, nor will the rest of an answer it
+    # was still pacing out (shared/pacing.py).
     _skip_pending(session, conversation.id, Destination.LEX, f"conversation closed by {by}")
+    session.execute(
+        update(Message)
+        .where(Message.conversation_id == conversation.id, Message.destination == Destination.NONE,
+               Message.status == MessageStatus.HELD)
+        .values(status=MessageStatus.SKIPPED, last_error=f"conversation closed by {by}")
+    )
     if by == "agent":
         # Talkdesk has ended its side; sending there now would only earn 3016011.
         _skip_pending(session, conversation.id, Destination.TALKDESK, "conversation closed by agent")

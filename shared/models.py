@@ -79,6 +79,9 @@ class MessageStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"  # dead letter: retries exhausted or a permanent error
     SKIPPED = "skipped"  # no longer deliverable by design (conversation closed before it went out)
+    # A later message of a multi-message bot answer, not yet shown (shared/pacing.py): shown in its
+    # turn (then `pending` for the customer), or cut short by the customer writing first.
+    HELD = "held"
 
 
 class Conversation(Base):

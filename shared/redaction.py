@@ -88,3 +88,32 @@ def redact_value(value: Any) -> Any:
     if isinstance(value, list):
         return [redact_value(item) for item in value]
     return value
+
+
+def sensitive_values(session_state: dict[str, Any]) -> list[str]:
+    """The clear values of the card, CVV and expiry slots in a Lex sessionState (original and
+    interpreted), so that a bot message reading one back ("the card number is 1234 5678 …") can be
+    masked before it is stored: such a number need not pass Luhn, and a CVV never has a card's shape."""
+    values: list[str] = []
+    for name, slot in ((session_state.get("intent") or {}).get("slots") or {}).items():
+        if not slot or not is_sensitive_slot(name):
+            continue
+        value = slot.get("value") or {}
+        for key in ("originalValue", "interpretedValue"):
+            if isinstance(value.get(key), str) and value[key].strip():
+                values.append(value[key].strip())
+    return values
+
+
+def mask_values(text: str, values: list[str]) -> str:
+    """Mask every occurrence of the given values in `text`: by their digits, whatever separates them
+    (a card number read back with spaces where it was typed with dashes), or as written for a value
+    without digits."""
+    for value in sorted(set(values), key=len, reverse=True):
+        digits = re.sub(r"\D", "", value)
+        if len(digits) >= 3:
+            pattern = r"(?<!\d)" + r"[\s./-]*".join(re.escape(d) for d in digits) + r"(?!\d)"
+            text = re.sub(pattern, MASK, text)
+        elif not digits:
+            text = re.sub(re.escape(value), MASK, text, flags=re.IGNORECASE)
+    return text

@@ -35,3 +35,14 @@ def stored_form(text: str, eliciting_slot: str | None) -> tuple[str, bool]:
         return MASK, True
     redacted = redact_text(text)
     return redacted, redacted != text
+
+
+def unmask_non_answer(clear: str, slot_filled: bool) -> str | None:
+    """A message stored masked because it answered a card, CVV or expiry prompt, once Lex has said what
+    it was: if Lex filled no sensitive slot with it and it holds no digit ("Can you wait a minute?",
+    "Ok I am back"), it was not card data and the transcript keeps it as written (card-masked as every
+    message is). None: it stays masked. A digit keeps it masked whatever Lex made of it: a card number
+    Lex refused is still a card number."""
+    if slot_filled or any(char.isdigit() for char in clear):
+        return None
+    return redact_text(clear)

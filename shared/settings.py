@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     lex_bot_alias_id: str = "TSTALIASID"
     lex_locale_id: str = "en_US"
     lex_endpoint_url: str | None = f"http://127.0.0.1:{EMULATOR_LEX_PORT}"
+    # The Lex V2 models API (the bot's configuration: wait-and-continue, interruptible prompts); unset,
+    # it is the runtime's endpoint_url when that is set (the emulator serves both), else AWS's own.
+    lex_models_endpoint_url: str | None = None
     lex_timeout: float = Field(10.0, gt=0)
     escalation_intent: str = "TalkToAgent"
 
@@ -95,8 +98,12 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(15.0, gt=0)
     inactivity_timeout: float = Field(1800.0, gt=0)
     # While a bot intent is Waiting (Lex wait-and-continue): prompt every N seconds, give up after T.
+    # Used only where the bot's own waitAndContinueSpecification cannot be read (shared/clients/lex_models.py).
     waiting_prompt_interval: float = Field(20.0, gt=0, le=600)
     waiting_timeout: float = Field(120.0, gt=0, le=1500)
+    # A bot answer of several messages goes out one message per this many seconds (as if typed), so a
+    # customer who writes first can cut the rest short where the bot allows it; 0 sends them at once.
+    bot_typing_delay: float = Field(1.0, ge=0, le=30)
 
     # How long customer data stays reachable.
     # Seconds a resume token works after it was issued (every welcome issues a fresh one): a token

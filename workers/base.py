@@ -81,8 +81,8 @@ def _record_failure(message_id: int, error: DeliveryError, lease: Lease | None) 
     the message was accepted (or at LEXDESK_MAX_ATTEMPTS, when that is set), marks the message failed
     so the conversation's stream moves on, and tells the customer. A transient one before that reports
     the conversation's waiting messages `delayed` once they have waited LEXDESK_DELAYED_AFTER. Only a
-    pending row is touched. The drain's lease is settled in the same transaction: given back for a
-    retry (until the retried drain, the same holder, takes it again), renewed or given back otherwise."""
+    pending row is touched. The drain's lease is settled in the same transaction: held for a retry
+    (until the retried drain, the same holder, takes it again), renewed or given back otherwise."""
     config = settings()
     with unit_of_work(config) as uow:
         session = uow.session

@@ -4,12 +4,15 @@ the bot's answer (with its intent, dialog state and sentiment) into the transcri
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
 
 from shared.clients.errors import DeliveryError, classified
-from shared.clients.factory import lex_client
+from shared.clients.factory import lex_client, lex_models
+from shared.clients.lex_models import LexModelsUnavailable, WaitAndContinue
 from shared.domain import BotTurn, is_escalation
 from shared.leases import Lease, lock_conversation
 from shared.leases import drain as drain_with_lease
@@ -17,8 +20,9 @@ from shared.lifecycle import DELIVER, STILL_WAITING, request_handoff
 from shared.message_status import DELIVERED
 from shared.models import ConversationState, Destination, Message, MessageStatus, Sender, utcnow
 from shared.outbox import unit_of_work
-from shared.redaction import is_sensitive_slot, redact_slots
-from shared.sealing import seal, unseal
+from shared.pacing import cut_if_interrupted, hold
+from shared.redaction import MASK, is_sensitive_slot, redact_slots
+from shared.sealing import seal, unmask_non_answer, unseal
 from shared.store import add_event, add_message, next_pending
 from workers.base import (
     Failure,
@@ -56,6 +60,7 @@ def _step(conversation_id: str, lease: Lease) -> None:
         if message is None:
             lease.give_back(session)
             return
+        cut_if_interrupted(uow, conversation_id)  # a bot answer still being paced out, cut by this message
         if conversation.state not in BOT_STATES:
             # Typed while the handoff started: the agent gets it in the handed-over transcript.
             message.status = MessageStatus.SKIPPED
@@ -65,7 +70,7 @@ def _step(conversation_id: str, lease: Lease) -> None:
             uow.notify(message, DELIVERED)
             lease.settle(session, locked=True)
             return
-        message_id, session_id = message.id, conversation.lex_session_id
+        message_id, session_id, answering = message.id, conversation.lex_session_id, conversation.eliciting_slot
         text = message.body if message.sealed_body is None else unseal(data_key(), message.sealed_body)
         # Sent before but never recorded (a crash, a timeout): Lex may have taken the turn already.
         # Replaying it from the state before it keeps a retry from becoming a second, different turn.
@@ -84,10 +89,51 @@ def _step(conversation_id: str, lease: Lease) -> None:
         if outcome == Failure.DEAD:
             _tell_customer_bot_unavailable(conversation_id)
         return
-    _record_turn(conversation_id, message_id, turn, lease)
+    answer = Answer(text, answering, _plan(turn))
+    _record_turn(conversation_id, message_id, turn, answer, lease)
 
 
-def _record_turn(conversation_id: str, message_id: int, turn: BotTurn, lease: Lease) -> None:
+@dataclass(frozen=True)
+class Plan:
+    """What the bot's configuration says about a turn's answer (shared/clients/lex_models.py)."""
+
+    allow_interrupt: bool = True
+    wait: WaitAndContinue | None = None
+    reprompt: tuple[str, ...] = ()  # the slot's own prompt, said again when the wait times out
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The customer's message as Lex took it: its clear text, the slot it answered, and the plan."""
+
+    clear_text: str
+    eliciting_slot: str | None
+    plan: Plan
+
+
+def _plan(turn: BotTurn) -> Plan:
+    """Read only when it matters: a Waiting turn (wait-and-continue) or an answer to pace out."""
+    waiting = turn.intent_state == "Waiting" and turn.slot_to_elicit is not None
+    paced = len(turn.messages) > 1 and settings().bot_typing_delay > 0
+    if not turn.intent or not (waiting or paced):
+        return Plan()
+    try:
+        models = lex_models()
+        slot = models.slot(turn.intent, turn.slot_to_elicit) if turn.slot_to_elicit else None
+        if turn.dialog_action == "ElicitSlot" and slot is not None:
+            allow = slot.allow_interrupt
+        else:
+            closing = models.closing_allows_interrupt(turn.intent) if turn.dialog_action == "Close" else None
+            allow = True if closing is None else closing
+    except LexModelsUnavailable as exc:
+        # The answer still goes out; only the waits fall back to LEXDESK_WAITING_* settings.
+        log.warning("lex_models_unavailable", intent=turn.intent, slot=turn.slot_to_elicit, error=str(exc)[:300])
+        return Plan()
+    return Plan(allow_interrupt=allow, wait=slot.wait_and_continue if waiting and slot else None,
+                reprompt=slot.prompt if slot else ())
+
+
+def _record_turn(conversation_id: str, message_id: int, turn: BotTurn, answer: Answer, lease: Lease) -> None:
     config = settings()
     with unit_of_work(config) as uow:
         conversation = lock_conversation(uow.session, conversation_id)
@@ -107,6 +153,12 @@ def _record_turn(conversation_id: str, message_id: int, turn: BotTurn, lease: Le
         message.payload = {**message.payload, "lex": {**lex_info, "slots": redact_slots(turn.slots),
                                                       "sentiment_score": turn.sentiment_score,
                                                       "confidence": turn.confidence}}
+        if message.body == MASK and answer.eliciting_slot:
+            # Sealed because it answered a card prompt: if it was no card data, keep what was written.
+            filled = turn.slots.get(answer.eliciting_slot) is not None
+            kept = unmask_non_answer(answer.clear_text, filled)
+            if kept is not None:
+                message.body = kept
         if turn.sentiment:
             conversation.last_sentiment = turn.sentiment
         conversation.eliciting_slot = turn.slot_to_elicit if turn.dialog_action == "ElicitSlot" else None
@@ -117,24 +169,46 @@ def _record_turn(conversation_id: str, message_id: int, turn: BotTurn, lease: Le
             prompt_info["sensitive_answer"] = True
         if turn.session_state:
             conversation.lex_session_state = seal(data_key(), json.dumps(turn.session_state))
-        for bot_message in _with_cards_attached(turn.messages):
+        # (A bot message reading a card number, CVV or expiry back was masked by the client already.)
+        bot_messages = [{**m, "lex": prompt_info} for m in _with_cards_attached(turn.messages)]
+        columns = {"intent": turn.intent, "intent_state": turn.intent_state, "dialog_action": turn.dialog_action}
+        for position, bot_message in enumerate(bot_messages):
+            if position == 1 and config.bot_typing_delay > 0:
+                # The rest is paced out, and the customer may cut it short (shared/pacing.py).
+                hold(uow, conversation_id, bot_messages[1:], answer.plan.allow_interrupt, **columns)
+                break
             payload: dict[str, Any] = {"lex": prompt_info}
             if bot_message.get("cards"):
                 payload["cards"] = bot_message["cards"]
             add_message(uow.session, conversation_id, sender=Sender.BOT, destination=Destination.CUSTOMER,
-                        body=bot_message["text"], payload=payload, intent=turn.intent,
-                        intent_state=turn.intent_state, dialog_action=turn.dialog_action)
+                        body=bot_message["text"], payload=payload, **columns)
         if is_escalation(turn, config.escalation_intent) and conversation.state in BOT_STATES:
             request_handoff(uow, conversation)
         elif turn.intent_state == "Waiting":
-            # Lex wait-and-continue: the bot waits for the customer (e.g. to fetch a card); lexdesk
-            # keeps the conversation warm with prompts until they answer (timers.still_waiting).
+            # Lex wait-and-continue: the bot waits for the customer (e.g. to fetch a card). Over a stream
+            # Lex would remind them itself; over text lexdesk does, as the bot's configuration says
+            # (timers.still_waiting), and asks for the slot again when the wait times out.
             add_event(uow.session, conversation_id, "waiting", intent=turn.intent)
             uow.publish_after_commit(STILL_WAITING, conversation_id=conversation_id, since_seq=message.seq,
-                                     prompts_sent=0)
+                                     prompts_sent=0, **_wait_arguments(answer.plan, turn))
         uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
         lease.settle(uow.session, locked=True)
 
+
+
+def _wait_arguments(plan: Plan, turn: BotTurn) -> dict[str, Any]:
+    """The still-waiting series as the bot defines it; settings where its configuration is unknown."""
+    config = settings()
+    wait = plan.wait
+    return {
+        "started_at": time.time(),
+        "frequency": wait.frequency_seconds if wait else config.waiting_prompt_interval,
+        "timeout": wait.timeout_seconds if wait else config.waiting_timeout,
+        "still_waiting": list(wait.still_waiting) if wait and wait.still_waiting else None,
+        "reprompt": list(plan.reprompt) or None,
+        "slot": turn.slot_to_elicit,
+        "intent": turn.intent,
+    }
 
 
 def _with_cards_attached(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

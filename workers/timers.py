@@ -1,9 +1,11 @@
 """Queue `timers`: periodic work, run by every timers worker one run at a time (shared/periodic.py,
-workers/app.py), and the still-waiting timers. The sweep is what makes "publish after commit" and "a
-killed worker loses nothing" hold even when the broker or a process died at the wrong moment."""
+workers/app.py), the still-waiting timers, and the pacing of multi-message bot answers. The sweep is
+what makes "publish after commit" and "a killed worker loses nothing" hold even when the broker or a
+process died at the wrong moment."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +30,8 @@ from shared.models import (
     utcnow,
 )
 from shared.outbox import relay, unit_of_work
+from shared.pacing import BOT_CONTINUES, show_next
+from shared.redaction import is_sensitive_slot
 from shared.retention import cutoff_for, purge
 from shared.store import add_message
 from workers.base import LexdeskTask, app, log, settings
@@ -39,8 +43,10 @@ DRAIN_TASKS = {Destination.LEX: LEX_DRAIN, Destination.TALKDESK: TALKDESK_DRAIN,
 STALE_AFTER_SECONDS = 30.0
 UNACKED_RESEND_SECONDS = 60.0
 OUTBOX_GRACE_SECONDS = 5.0
+# Only where the bot's configuration gives no still-waiting response or slot prompt.
 WAITING_PROMPT_TEXT = "Still here whenever you're ready. Take your time."
 WAITING_TIMEOUT_TEXT = "Let's pick this up when you're ready: just send your answer whenever you have it."
+TIMER_SLACK_SECONDS = 0.25  # a countdown that fires a little early still counts as on time
 # A socket that has not acknowledged a frame for this long is on a node that died without saying so;
 # the frames wait for the customer's resume instead of being re-published forever.
 RESEND_GIVE_UP_SECONDS = 900.0
@@ -100,11 +106,20 @@ def _oldest_first(query: Select[Any]) -> Select[Any]:
 
 
 @app.task(name="timers.still_waiting", bind=True, base=LexdeskTask)
-def still_waiting(self: Task, conversation_id: str, since_seq: int, prompts_sent: int) -> None:
-    """One 'still waiting' prompt of a Waiting bot intent, then the next one scheduled; anything the
-    customer wrote since `since_seq` cancels the series, and so does the end of the bot phase."""
+def still_waiting(self: Task, conversation_id: str, since_seq: int, prompts_sent: int,
+                  started_at: float | None = None, frequency: float | None = None, timeout: float | None = None,
+                  still_waiting: list[str] | None = None, reprompt: list[str] | None = None,
+                  slot: str | None = None, intent: str | None = None) -> None:
+    """One step of a Waiting bot intent's series (Lex wait-and-continue), as the slot's
+    waitAndContinueSpecification says (workers/lex.py reads it): a still-waiting prompt every
+    `frequency` seconds and, `timeout` seconds after the wait began, the slot's own prompt again, which
+    ends the series. Anything the customer wrote since `since_seq` cancels it, and so does the end of
+    the bot phase. Each step is a Celery countdown task, acknowledged late: a worker restart redelivers it."""
     config = settings()
-    first = prompts_sent == 0
+    frequency = frequency or config.waiting_prompt_interval
+    timeout = timeout or config.waiting_timeout
+    started_at = started_at or time.time()
+    elapsed = time.time() - started_at
     with unit_of_work(config) as uow:
         conversation = lock_conversation(uow.session, conversation_id)
         if conversation is None or conversation.state not in (ConversationState.BOT,
@@ -115,17 +130,47 @@ def still_waiting(self: Task, conversation_id: str, since_seq: int, prompts_sent
             Message.seq > since_seq)))
         if answered:
             return
-        if not first:
-            timed_out = prompts_sent * config.waiting_prompt_interval >= config.waiting_timeout
-            text = WAITING_TIMEOUT_TEXT if timed_out else WAITING_PROMPT_TEXT
-            add_message(uow.session, conversation_id, sender=Sender.BOT, destination=Destination.CUSTOMER,
-                        body=text, payload={"lex": {"intent_state": "Waiting", "server_initiated": True}})
+        timed_out = elapsed >= timeout - TIMER_SLACK_SECONDS
+        if prompts_sent > 0 or timed_out:
+            if timed_out:
+                texts = reprompt or [WAITING_TIMEOUT_TEXT]
+                lex = {"intent": intent, "intent_state": "InProgress", "dialog_action": "ElicitSlot",
+                       "server_initiated": True, **({"sensitive_answer": True} if slot and is_sensitive_slot(slot)
+                                                    else {})}
+            else:
+                texts = still_waiting or [WAITING_PROMPT_TEXT]
+                lex = {"intent": intent, "intent_state": "Waiting", "server_initiated": True}
+            for text in texts:
+                add_message(uow.session, conversation_id, sender=Sender.BOT, destination=Destination.CUSTOMER,
+                            body=text, payload={"lex": lex}, intent=intent)
             uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
             if timed_out:
+                log.info("waiting_timed_out", conversation_id=conversation_id, slot=slot, waited=round(elapsed, 1))
                 return
-    # Celery's countdown; the interval is capped far below RabbitMQ's consumer_timeout (30 min).
+    # The next reminder, or the timeout if it comes first. Celery's countdown; the bot's limits (frequency
+    # at most 300 s, timeout 900 s) are far below RabbitMQ's consumer_timeout (30 min).
+    next_at = min((prompts_sent + 1) * frequency, timeout)
     self.apply_async(kwargs={"conversation_id": conversation_id, "since_seq": since_seq,
-                             "prompts_sent": prompts_sent + 1}, countdown=config.waiting_prompt_interval)
+                             "prompts_sent": prompts_sent + 1, "started_at": started_at, "frequency": frequency,
+                             "timeout": timeout, "still_waiting": still_waiting, "reprompt": reprompt,
+                             "slot": slot, "intent": intent},
+                     countdown=max(0.0, started_at + next_at - time.time()))
+
+
+@app.task(name="timers.bot_continues", bind=True, base=LexdeskTask)
+def bot_continues(self: Task, conversation_id: str, due: bool = False) -> None:
+    """The next held message of a multi-message bot answer (shared/pacing.py), LEXDESK_BOT_TYPING_DELAY
+    after the one before; the first call (from the outbox) only schedules the step."""
+    config = settings()
+    if not due:
+        self.apply_async(kwargs={"conversation_id": conversation_id, "due": True}, countdown=config.bot_typing_delay)
+        return
+    with unit_of_work(config) as uow:
+        conversation = lock_conversation(uow.session, conversation_id)
+        if conversation is None:
+            return
+        if show_next(uow, conversation):
+            uow.publish_after_commit(BOT_CONTINUES, conversation_id=conversation_id)
 
 
 @app.task(name="timers.close_inactive", base=LexdeskTask)

@@ -20,7 +20,7 @@ import json
 import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from emulators.lex.botdef import BotDef, load_bots_dir
+from emulators.lex.botdef import BotDef, load_bots_dirs
 from emulators.lex.engine import LexEngine
 from emulators.lex.errors import LexServiceError, ResourceNotFoundException, ValidationException
 from emulators.lex.faults import FaultInjector, FaultSettings, fault_routes
@@ -90,19 +90,21 @@ def _request_attributes(body: dict[str, Any]) -> dict[str, str] | None:
 
 
 def create_app(
-    bots_dir: Path | None = None,
+    bots_dir: Path | Sequence[Path] | None = None,
     *,
     today: Callable[[], date] | None = None,
     faults: FaultSettings | None = None,
     seed: int | None = None,
 ) -> FastAPI:
-    """The emulator as an ASGI app, serving the bots defined in ``bots_dir`` (default: ``bots/``).
+    """The emulator as an ASGI app, serving the bots defined in ``bots_dir`` (default: ``bots/``), or in
+    several directories (a bot id defined twice is an error), e.g. the real bots and a test's own.
 
     ``today`` fixes the date relative dates ("next month") resolve against; defaults to the real date.
     ``faults`` are the outage knobs at start-up (see :mod:`emulators.lex.faults`); ``seed`` makes the
     choice of which calls fail reproducible.
     """
-    bots: dict[str, BotDef] = load_bots_dir(bots_dir or DEFAULT_BOTS_DIR)
+    directories = [Path(bots_dir)] if isinstance(bots_dir, str | Path) else [Path(d) for d in bots_dir or []]
+    bots: dict[str, BotDef] = load_bots_dirs(directories or [DEFAULT_BOTS_DIR])
     engines = {bot_id: LexEngine(bot, today) for bot_id, bot in bots.items()}
     store = SessionStore()
     injector = FaultInjector(faults, random.Random(seed))
@@ -228,7 +230,7 @@ def create_app(
 def run(
     host: str = "127.0.0.1",
     port: int = 8002,
-    bots_dir: Path | None = None,
+    bots_dir: Path | Sequence[Path] | None = None,
     faults: FaultSettings | None = None,
     seed: int | None = None,
 ) -> None:

@@ -30,31 +30,38 @@ File format (camelCase keys, as in the Lex V2 model-building API where a counter
                                            "frequencyInSeconds": 30, "timeoutInSeconds": 300,
                                            "allowInterrupt": true},
                                        "waitPhrases": [...], "continuePhrases": [...]}}],
-        "confirmation": {"prompt": <messages>, "declinationResponse": <messages>},
-        "closingResponse": <messages>,
+        "confirmation": {"prompt": <response>, "declinationResponse": <response>,
+                         "afterSlot": "CreditCardNumber",        # optional: confirm right after this
+                                                                 # slot is captured, not at the end
+                         "declinationNextStep": "Close" | "ElicitSlot"},  # ElicitSlot: a "no" asks
+                                                                 # the afterSlot again (default Close)
+        "closingResponse": <response>,
         "fulfilledState": "Fulfilled" | "ReadyForFulfillment",
         "dialogActionOnClose": "Close" | "ElicitIntent",
         "responseVariables": {"Balance": {"fromSlot": "AccountType", "values": {"Checking": "$1"},
-                                          "default": "$0.00"}}
-      }]
+                                          "default": "$0.00"},
+                              "Code": {"generated": "confirmationCode"}}  # 6 upper-case alphanumerics
+      }]                                                                  # derived from the session id
     }
 
 ``<response>`` is ``<messages>`` or ``{"messages": <messages>, "allowInterrupt": true}``, the shape of a
 Lex ``ResponseSpecification``. ``allowInterrupt`` (default true) and the still-waiting
 ``frequencyInSeconds`` (1..300, default 30) and ``timeoutInSeconds`` (1..900, default 300) only matter to
-the models API (``describe_slot``): RecognizeText is turn by turn, with no clock to remind a caller by.
+the models API (``describe_slot``, ``describe_intent``): RecognizeText is turn by turn, with no clock to
+remind a caller by and no field to say whether a message may be cut short.
 
 ``<messages>`` is a string (one PlainText message) or a list of strings and wire-format message objects
 (``{"contentType": "ImageResponseCard", "imageResponseCard": {...}}``). Message texts are templates:
 ``{SlotName}`` is the slot's interpreted value, ``{Var}`` a response variable, and ``{Name|filter}``
-applies a filter (``money``, ``last4``, ``lower``, ``upper``).
+applies a filter: ``money`` (1,234.50), ``amount`` (100, or 1,234.50 when there are cents), ``last4``,
+``group4`` (digits in groups of four: 1234 5678 1234 5678), ``lower``, ``upper``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,10 +72,12 @@ BOT_ID_RE = re.compile(r"^[0-9A-Z]{10}$")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 TEMPLATE_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([a-z0-9]+))?\}")
-TEMPLATE_FILTERS: frozenset[str] = frozenset({"money", "last4", "lower", "upper"})
+TEMPLATE_FILTERS: frozenset[str] = frozenset({"money", "amount", "last4", "group4", "lower", "upper"})
 MESSAGE_CONTENT_TYPES: frozenset[str] = frozenset({"PlainText", "SSML", "CustomPayload", "ImageResponseCard"})
 CLOSING_INTENT_STATES: frozenset[str] = frozenset({"Fulfilled", "ReadyForFulfillment"})
 CLOSING_DIALOG_ACTIONS: frozenset[str] = frozenset({"Close", "ElicitIntent"})
+DECLINATION_NEXT_STEPS: frozenset[str] = frozenset({"Close", "ElicitSlot"})
+GENERATED_VARIABLES: frozenset[str] = frozenset({"confirmationCode"})
 DEFAULT_WAIT_PHRASES: tuple[str, ...] = (
     "wait",
     "hold on",
@@ -82,6 +91,7 @@ DEFAULT_WAIT_PHRASES: tuple[str, ...] = (
     "just a moment",
     "just a minute",
     "just a sec",
+    "give me a sec",
 )
 TEST_ALIAS_ID = "TSTALIASID"
 TEST_ALIAS_NAME = "TestBotAlias"
@@ -101,6 +111,9 @@ DEFAULT_CONTINUE_PHRASES: tuple[str, ...] = (
     "got it",
     "found it",
     "ok i have it",
+    "i'm back",
+    "im back",
+    "i am back",
 )
 
 Message = dict[str, Any]
@@ -151,15 +164,26 @@ class SlotDef:
 
 @dataclass(frozen=True)
 class Confirmation:
+    """The intent's confirmation: at the end (``after_slot`` None) or right after one slot is captured
+    (Lex V2: that slot's ``captureNextStep`` is ConfirmIntent). ``declination_next_step`` ElicitSlot
+    clears ``after_slot`` and asks it again on a "no" (Lex: ``declinationNextStep``) instead of failing."""
+
     prompt: tuple[Message, ...]
     declination_response: tuple[Message, ...]
+    after_slot: str | None = None
+    declination_next_step: str = "Close"
+    prompt_allow_interrupt: bool = True
+    declination_allow_interrupt: bool = True
 
 
 @dataclass(frozen=True)
 class ResponseVariable:
-    from_slot: str
+    """A template value: looked up by a slot's value (``from_slot``), or ``generated`` per session."""
+
+    from_slot: str | None
     values: Mapping[str, str]
     default: str = ""
+    generated: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +193,7 @@ class IntentDef:
     slots: tuple[SlotDef, ...] = ()
     confirmation: Confirmation | None = None
     closing_response: tuple[Message, ...] = ()
+    closing_allow_interrupt: bool = True
     fulfilled_state: str = "Fulfilled"
     dialog_action_on_close: str = "Close"
     response_variables: Mapping[str, ResponseVariable] = field(default_factory=dict)
@@ -392,6 +417,30 @@ def _parse_wait_and_continue(raw: Any, where: str, names: frozenset[str]) -> Wai
     )
 
 
+def _parse_confirmation(raw: Any, where: str, names: frozenset[str], slot_names: frozenset[str]) -> Confirmation:
+    _expect(isinstance(raw, dict), where, "must be an object")
+    unknown = set(raw) - {"prompt", "declinationResponse", "afterSlot", "declinationNextStep"}
+    _expect(not unknown, where, f"unknown keys {sorted(unknown)}")
+    prompt, prompt_opts = _parse_response(raw.get("prompt"), f"{where}.prompt", names)
+    _expect(len(prompt) > 0, where, "'prompt' is required")
+    here = f"{where}.declinationResponse"
+    declination, declination_opts = _parse_response(raw.get("declinationResponse"), here, names)
+    after_slot = raw.get("afterSlot")
+    _expect(after_slot is None or after_slot in slot_names, where, f"'afterSlot' {after_slot!r} is not a slot")
+    next_step = raw.get("declinationNextStep", "Close")
+    _expect(next_step in DECLINATION_NEXT_STEPS, where, f"bad declinationNextStep {next_step!r}")
+    needs_slot = next_step == "ElicitSlot" and after_slot is None
+    _expect(not needs_slot, where, "declinationNextStep ElicitSlot needs afterSlot")
+    return Confirmation(
+        prompt=prompt,
+        declination_response=declination,
+        after_slot=after_slot,
+        declination_next_step=next_step,
+        prompt_allow_interrupt=_bool(prompt_opts, "allowInterrupt", f"{where}.prompt", True),
+        declination_allow_interrupt=_bool(declination_opts, "allowInterrupt", here, True),
+    )
+
+
 def _parse_intent(raw: Any, where: str, slot_types: Mapping[str, SlotType]) -> IntentDef:
     _expect(isinstance(raw, dict), where, "intent must be an object")
     name = _str(raw, "name", where)
@@ -450,20 +499,18 @@ def _parse_intent(raw: Any, where: str, slot_types: Mapping[str, SlotType]) -> I
 
     confirmation = None
     if raw.get("confirmation") is not None:
-        conf = raw["confirmation"]
-        here = f"{where}.confirmation"
-        _expect(isinstance(conf, dict), here, "must be an object")
-        confirmation = Confirmation(
-            prompt=parse_messages(conf.get("prompt"), f"{here}.prompt", names),
-            declination_response=parse_messages(conf.get("declinationResponse"), f"{here}.declinationResponse", names),
-        )
-        _expect(len(confirmation.prompt) > 0, here, "'prompt' is required")
+        confirmation = _parse_confirmation(raw["confirmation"], f"{where}.confirmation", names, slot_names)
 
     variables: dict[str, ResponseVariable] = {}
     for var_name, spec in raw_vars.items():
         here = f"{where}.responseVariables.{var_name}"
         _expect(NAME_RE.match(var_name) is not None and var_name not in slot_names, here, "bad name")
         _expect(isinstance(spec, dict), here, "must be an object")
+        if "generated" in spec:
+            _expect(set(spec) == {"generated"}, here, "'generated' takes no other keys")
+            _expect(spec["generated"] in GENERATED_VARIABLES, here, f"unknown generator {spec['generated']!r}")
+            variables[var_name] = ResponseVariable(from_slot=None, values={}, generated=spec["generated"])
+            continue
         from_slot = _str(spec, "fromSlot", here)
         _expect(from_slot in slot_names, here, f"unknown slot {from_slot!r}")
         values = spec.get("values", {})
@@ -480,12 +527,15 @@ def _parse_intent(raw: Any, where: str, slot_types: Mapping[str, SlotType]) -> I
     _expect(fulfilled_state in CLOSING_INTENT_STATES, where, f"bad fulfilledState {fulfilled_state!r}")
     close_action = raw.get("dialogActionOnClose", "Close")
     _expect(close_action in CLOSING_DIALOG_ACTIONS, where, f"bad dialogActionOnClose {close_action!r}")
+    here = f"{where}.closingResponse"
+    closing, closing_opts = _parse_response(raw.get("closingResponse"), here, names)
     return IntentDef(
         name=name,
         sample_utterances=utterances,
         slots=tuple(slots),
         confirmation=confirmation,
-        closing_response=parse_messages(raw.get("closingResponse"), f"{where}.closingResponse", names),
+        closing_response=closing,
+        closing_allow_interrupt=_bool(closing_opts, "allowInterrupt", here, True),
         fulfilled_state=fulfilled_state,
         dialog_action_on_close=close_action,
         response_variables=variables,
@@ -580,12 +630,18 @@ def load_bot_file(path: Path) -> BotDef:
 
 def load_bots_dir(directory: Path) -> dict[str, BotDef]:
     """Load every ``*.json`` file of ``directory``; keyed by bot id."""
-    if not directory.is_dir():
-        raise BotDefinitionError(f"{directory}: not a directory")
+    return load_bots_dirs([directory])
+
+
+def load_bots_dirs(directories: Sequence[Path]) -> dict[str, BotDef]:
+    """Load every ``*.json`` file of each directory, in order; a bot id defined twice is an error."""
     bots: dict[str, BotDef] = {}
-    for path in sorted(directory.glob("*.json")):
-        bot = load_bot_file(path)
-        if bot.bot_id in bots:
-            raise BotDefinitionError(f"{path}: bot id {bot.bot_id} is defined twice")
-        bots[bot.bot_id] = bot
+    for directory in directories:
+        if not directory.is_dir():
+            raise BotDefinitionError(f"{directory}: not a directory")
+        for path in sorted(directory.glob("*.json")):
+            bot = load_bot_file(path)
+            if bot.bot_id in bots:
+                raise BotDefinitionError(f"{path}: bot id {bot.bot_id} is defined twice")
+            bots[bot.bot_id] = bot
     return bots

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from emulators.lex import nlu
+from emulators.lex import ids, nlu
 from emulators.lex.botdef import (
     FALLBACK_INTENT,
     MESSAGE_CONTENT_TYPES,
@@ -110,6 +110,8 @@ class SessionState:
     originating_request_id: str | None = None
     retries: int = 0
     """Emulator bookkeeping, not on the wire: failed attempts at the pending question."""
+    session_id: str = ""
+    """Emulator bookkeeping, not on the wire: what generated values (a confirmation code) derive from."""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {}
@@ -301,9 +303,18 @@ def _filter(value: str, name: str | None) -> str:
             return f"{float(value.replace(',', '').lstrip('$')):,.2f}"
         except ValueError:
             return value
+    if name == "amount":
+        try:
+            number = float(value.replace(",", "").lstrip("$"))
+        except ValueError:
+            return value
+        return f"{number:,.0f}" if number == int(number) else f"{number:,.2f}"
     if name == "last4":
         alnum = re.sub(r"[^A-Za-z0-9]", "", value)
         return alnum[-4:]
+    if name == "group4":
+        alnum = re.sub(r"[^A-Za-z0-9]", "", value)
+        return " ".join(alnum[i : i + 4] for i in range(0, len(alnum), 4))
     if name == "lower":
         return value.lower()
     if name == "upper":
@@ -454,6 +465,7 @@ class LexEngine:
         if request_state is not None:
             state = apply_session_state(state, request_state, self.bot)
         state.originating_request_id = request_id
+        state.session_id = session_id
         ranking = self.rank(text)
 
         pending = self._pending(state)
@@ -483,6 +495,7 @@ class LexEngine:
             )
         state = apply_session_state(SessionState(), raw_state, self.bot)
         state.originating_request_id = request_id
+        state.session_id = session_id
         messages = parse_messages(raw_messages)
         action, intent = state.dialog_action, state.intent
         if action is not None and intent is not None:
@@ -493,9 +506,9 @@ class LexEngine:
             elif action.type == "ElicitSlot" and not messages:
                 slot = intent_def.slot(action.slot_to_elicit or "")
                 if slot is not None:
-                    messages = render_messages(slot.prompt, self._values(intent, intent_def))
+                    messages = render_messages(slot.prompt, self._values(state, intent_def))
             elif action.type == "ConfirmIntent" and not messages and intent_def.confirmation is not None:
-                messages = render_messages(intent_def.confirmation.prompt, self._values(intent, intent_def))
+                messages = render_messages(intent_def.confirmation.prompt, self._values(state, intent_def))
         elif action is not None and action.type == "Delegate":
             state.dialog_action = DialogAction("ElicitIntent")
         return Conversation(session_id, state, messages, [])
@@ -515,49 +528,89 @@ class LexEngine:
         if action.type == "ConfirmIntent":
             return ("ConfirmIntent", None)
         if action.type == "Delegate":
-            for slot in intent_def.slots:
-                if slot.required and intent.slots.get(slot.name) is None:
-                    return ("ElicitSlot", slot.name)
-            if intent_def.confirmation is not None and intent.confirmation_state == "None":
-                return ("ConfirmIntent", None)
+            step = self._next_step(intent, intent_def)
+            if step[0] in {"ElicitSlot", "ConfirmIntent"}:
+                return step
         return None
 
-    def _values(self, intent: IntentState, intent_def: IntentDef) -> dict[str, str]:
+    def _next_step(self, intent: IntentState, intent_def: IntentDef) -> tuple[str, str | None]:
+        """What the intent needs next, in slot priority order: ("ElicitSlot", slot), ("ConfirmIntent",
+        None), ("Decline", None) for a denied confirmation, or ("Close", None). A confirmation with an
+        ``after_slot`` comes right after that slot is filled, before the slots that follow it."""
+        confirmation = intent_def.confirmation
+
+        def confirmation_step() -> tuple[str, str | None] | None:
+            if intent.confirmation_state == "None":
+                return ("ConfirmIntent", None)
+            if intent.confirmation_state == "Denied":
+                return ("Decline", None)
+            return None
+
+        for slot in intent_def.slots:
+            if slot.required and intent.slots.get(slot.name) is None:
+                return ("ElicitSlot", slot.name)
+            if confirmation is not None and confirmation.after_slot == slot.name:
+                step = confirmation_step()
+                if step is not None:
+                    return step
+        if confirmation is not None and confirmation.after_slot is None:
+            step = confirmation_step()
+            if step is not None:
+                return step
+        return ("Close", None)
+
+    def _values(self, state: SessionState, intent_def: IntentDef) -> dict[str, str]:
+        intent = state.intent
+        assert intent is not None
         values = {name: value.interpreted_value for name, value in intent.slots.items() if value is not None}
         for name, variable in intent_def.response_variables.items():
-            slot_value = values.get(variable.from_slot)
+            if variable.generated == "confirmationCode":
+                values[name] = ids.confirmation_code(state.session_id)
+                continue
+            slot_value = values.get(variable.from_slot or "")
             values[name] = variable.values.get(slot_value, variable.default) if slot_value else variable.default
         return values
 
     def _advance(self, state: SessionState, intent_def: IntentDef) -> list[Message]:
-        """Ask for the next missing slot, then for confirmation, then close."""
+        """Ask for the next missing slot or the confirmation (see :meth:`_next_step`), else close."""
         intent = state.intent
         assert intent is not None
         state.retries = 0
-        for slot in intent_def.slots:
-            if slot.required and intent.slots.get(slot.name) is None:
-                intent.state = "InProgress"
-                state.dialog_action = DialogAction("ElicitSlot", slot.name)
-                return render_messages(slot.prompt, self._values(intent, intent_def))
-        confirmation = intent_def.confirmation
-        if confirmation is not None and intent.confirmation_state == "None":
+        step, slot_name = self._next_step(intent, intent_def)
+        if step == "ElicitSlot":
+            slot = intent_def.slot(slot_name or "")
+            assert slot is not None
+            intent.state = "InProgress"
+            state.dialog_action = DialogAction("ElicitSlot", slot.name)
+            return render_messages(slot.prompt, self._values(state, intent_def))
+        if step == "ConfirmIntent":
+            assert intent_def.confirmation is not None
             intent.state = "InProgress"
             state.dialog_action = DialogAction("ConfirmIntent")
-            return render_messages(confirmation.prompt, self._values(intent, intent_def))
-        if confirmation is not None and intent.confirmation_state == "Denied":
+            return render_messages(intent_def.confirmation.prompt, self._values(state, intent_def))
+        if step == "Decline":
             return self._decline(state, intent_def)
         intent.state = intent_def.fulfilled_state
         state.dialog_action = DialogAction(intent_def.dialog_action_on_close)
-        return render_messages(intent_def.closing_response, self._values(intent, intent_def))
+        return render_messages(intent_def.closing_response, self._values(state, intent_def))
 
     def _decline(self, state: SessionState, intent_def: IntentDef) -> list[Message]:
+        """A "no": the intent fails, or (declinationNextStep ElicitSlot) the confirmed slot is asked again."""
         intent = state.intent
-        assert intent is not None and intent_def.confirmation is not None
+        confirmation = intent_def.confirmation
+        assert intent is not None and confirmation is not None
         intent.confirmation_state = "Denied"
+        state.retries = 0
+        declined = render_messages(confirmation.declination_response, self._values(state, intent_def))
+        slot = intent_def.slot(confirmation.after_slot or "")
+        if confirmation.declination_next_step == "ElicitSlot" and slot is not None:
+            intent.slots[slot.name] = None
+            intent.state = "InProgress"
+            state.dialog_action = DialogAction("ElicitSlot", slot.name)
+            return declined + render_messages(slot.prompt, self._values(state, intent_def))
         intent.state = "Failed"
         state.dialog_action = DialogAction("Close")
-        state.retries = 0
-        return render_messages(intent_def.confirmation.declination_response, self._values(intent, intent_def))
+        return declined
 
     def _start(self, state: SessionState, candidate: Candidate) -> tuple[list[Message], float | None]:
         intent_def = self.bot.intents[candidate.intent]
@@ -601,13 +654,13 @@ class LexEngine:
         switch_to = self._switch_candidate(state, ranking)
 
         def fill(extracted: ExtractedValue) -> tuple[list[Message], float | None]:
-            intent.slots[slot.name] = SlotValue.from_extracted(extracted)
+            self._fill(state, intent_def, slot, extracted)
             return self._advance(state, intent_def), 1.0
 
         def elicit(messages: tuple[Message, ...], intent_state: str) -> tuple[list[Message], float | None]:
             intent.state = intent_state
             state.dialog_action = DialogAction("ElicitSlot", slot.name)
-            return render_messages(messages, self._values(intent, intent_def)), 1.0
+            return render_messages(messages, self._values(state, intent_def)), 1.0
 
         if wait is not None and intent.state == "Waiting":
             if value is not None and not value.weak:
@@ -640,7 +693,15 @@ class LexEngine:
         if answer == "yes":
             intent.confirmation_state = "Confirmed"
             return self._advance(state, intent_def), 1.0
-        if answer == "no" and intent_def.confirmation is not None:
+        confirmation = intent_def.confirmation
+        if answer == "no" and confirmation is not None:
+            slot = intent_def.slot(confirmation.after_slot or "")
+            if confirmation.declination_next_step == "ElicitSlot" and slot is not None:
+                # "No, it's 4111 ..." corrects the value at once: confirm the new one.
+                correction = self._extract(slot, text, whole_utterance=False)
+                if correction is not None and not correction.weak:
+                    self._fill(state, intent_def, slot, correction)
+                    return self._advance(state, intent_def), 1.0
             return self._decline(state, intent_def), 1.0
         switch_to = self._switch_candidate(state, ranking)
         if switch_to is not None:
@@ -649,7 +710,17 @@ class LexEngine:
         if state.retries > MAX_CONFIRMATION_RETRIES or intent_def.confirmation is None:
             return self._fallback(state)
         state.dialog_action = DialogAction("ConfirmIntent")
-        return render_messages(intent_def.confirmation.prompt, self._values(intent, intent_def)), 1.0
+        return render_messages(intent_def.confirmation.prompt, self._values(state, intent_def)), 1.0
+
+    @staticmethod
+    def _fill(state: SessionState, intent_def: IntentDef, slot: SlotDef, extracted: ExtractedValue) -> None:
+        """Store a captured value; a new value of the slot a confirmation follows needs confirming anew."""
+        intent = state.intent
+        assert intent is not None
+        intent.slots[slot.name] = SlotValue.from_extracted(extracted)
+        confirmation = intent_def.confirmation
+        if confirmation is not None and confirmation.after_slot == slot.name:
+            intent.confirmation_state = "None"
 
     # -- interpretations ------------------------------------------------------------------------------
 

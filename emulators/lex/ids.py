@@ -6,7 +6,8 @@ intents, slots and slot types, so the emulator derives the ids: base-36 digits o
 ``"slotType"`` the slot type name). A client can thus keep an id it has seen across restarts, as it can
 with real Lex, and an id never depends on the order of a bot file. Ids do not depend on the bot
 version, as in Lex, where a version keeps the ids of the draft it was built from. The built-in
-``FallbackIntent`` has Lex's own fixed id, ``FALLBCKINT``.
+``FallbackIntent`` has Lex's own fixed id, ``FALLBCKINT``. Payment confirmation codes come from the
+same derivation (of the session id), for the same reason: a test can know them in advance.
 """
 
 from __future__ import annotations
@@ -41,3 +42,12 @@ def slot_id(bot_id: str, locale_id: str, intent_name: str, slot_name: str) -> st
 
 def slot_type_id(bot_id: str, locale_id: str, slot_type_name: str) -> str:
     return derived_id("slotType", bot_id, locale_id, slot_type_name)
+
+
+CONFIRMATION_CODE_LENGTH = 6
+
+
+def confirmation_code(session_id: str) -> str:
+    """A payment's confirmation code ("The payment went through. Your confirmation code is 7KQ2ZD"):
+    6 upper-case letters and digits derived from the session id alone, so a test can predict it."""
+    return derived_id("confirmationCode", session_id)[:CONFIRMATION_CODE_LENGTH]

@@ -153,19 +153,46 @@ def describe_intent(bot: BotDef, version: str, locale_id: str, intent: IntentDef
         "lastUpdatedDateTime": stamp,
     }
     if intent.confirmation is not None:
-        confirmation: Json = {
-            "promptSpecification": prompt_specification(intent.confirmation.prompt, CONFIRMATION_MAX_RETRIES),
-            "active": True,
-        }
-        if intent.confirmation.declination_response:
-            confirmation["declinationResponse"] = response_specification(intent.confirmation.declination_response)
-        described["intentConfirmationSetting"] = confirmation
+        described["intentConfirmationSetting"] = confirmation_setting(intent)
     if intent.closing_response:
         described["intentClosingSetting"] = {
-            "closingResponse": response_specification(intent.closing_response),
+            "closingResponse": response_specification(intent.closing_response, intent.closing_allow_interrupt),
             "active": True,
         }
     return described
+
+
+def _next_slot_after(intent: IntentDef, slot_name: str) -> Json:
+    """The dialog step after ``slot_name``: the next required slot, else closing the intent."""
+    names = [slot.name for slot in intent.slots]
+    for slot in intent.slots[names.index(slot_name) + 1 :]:
+        if slot.required:
+            return {"dialogAction": {"type": "ElicitSlot", "slotToElicit": slot.name}}
+    return {"dialogAction": {"type": "CloseIntent"}}
+
+
+def confirmation_setting(intent: IntentDef) -> Json:
+    """``intentConfirmationSetting``; a confirmation asked right after a slot names its next steps as
+    Lex V2 conversation flows do (``confirmationNextStep``, ``declinationNextStep``)."""
+    confirmation = intent.confirmation
+    assert confirmation is not None
+    setting: Json = {
+        "promptSpecification": prompt_specification(
+            confirmation.prompt, CONFIRMATION_MAX_RETRIES, confirmation.prompt_allow_interrupt
+        ),
+    }
+    if confirmation.declination_response:
+        setting["declinationResponse"] = response_specification(
+            confirmation.declination_response, confirmation.declination_allow_interrupt
+        )
+    setting["active"] = True
+    if confirmation.after_slot is not None:
+        setting["confirmationNextStep"] = _next_slot_after(intent, confirmation.after_slot)
+    if confirmation.declination_next_step == "ElicitSlot":
+        setting["declinationNextStep"] = {
+            "dialogAction": {"type": "ElicitSlot", "slotToElicit": confirmation.after_slot}
+        }
+    return setting
 
 
 def _slot_type_id(bot: BotDef, locale_id: str, slot: SlotDef) -> str:
@@ -220,6 +247,9 @@ def describe_slot(
     wait = wait_and_continue_specification(slot)
     if wait is not None:
         elicitation["waitAndContinueSpecification"] = wait
+    if intent.confirmation is not None and intent.confirmation.after_slot == slot.name:
+        # The intent's confirmation comes right after this slot is captured (Lex V2 conversation flow).
+        elicitation["slotCaptureSetting"] = {"captureNextStep": {"dialogAction": {"type": "ConfirmIntent"}}}
     return {
         "slotId": ids.slot_id(bot.bot_id, locale_id, intent.name, slot.name),
         "slotName": slot.name,

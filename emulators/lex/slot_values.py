@@ -145,16 +145,30 @@ def extract_number(text: str) -> ExtractedValue | None:
 
 _ALNUM_RUN_RE = re.compile(r"[A-Za-z0-9]*\d[A-Za-z0-9]*(?:[ \t-]+[A-Za-z0-9]*\d[A-Za-z0-9]*)*")
 _SINGLE_WORD_RE = re.compile(r"^\W*([A-Za-z0-9]+)\W*$")
+_MONEY_RE = re.compile(
+    r"\$\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*(?:\.\d+)?\s*(?:dollars?|bucks|usd|cents?)\b", re.IGNORECASE
+)
+
+
+def _money_spans(text: str) -> list[tuple[int, int]]:
+    """Where ``text`` names an amount of money ("$100", "1,234.50 dollars"): no identifier is there."""
+    return [(m.start(), m.end()) for m in _MONEY_RE.finditer(text)]
 
 
 def extract_alphanumeric(text: str, *, whole_utterance: bool) -> ExtractedValue | None:
-    runs = list(_ALNUM_RUN_RE.finditer(text))
+    """An identifier (account id, card number): the longest run of digit-bearing words, with spaces and
+    dashes between groups dropped ("1234 5678-1234 5678" → "1234567812345678"). An amount of money is
+    never one: "$100" answers "how much", not "which card"."""
+    money = _money_spans(text)
+    runs = [
+        m for m in _ALNUM_RUN_RE.finditer(text) if not any(m.start() < end and start < m.end() for start, end in money)
+    ]
     if runs:
         best = max(runs, key=lambda m: (len(re.sub(r"[\s-]", "", m.group(0))), -m.start()))
         original = best.group(0)
         interpreted = re.sub(r"[\s-]", "", original)
         return ExtractedValue(original, interpreted, (interpreted,), best.start(), best.end())
-    if whole_utterance:
+    if whole_utterance and not money:
         single = _SINGLE_WORD_RE.match(text)
         if single is not None:
             word = single.group(1)

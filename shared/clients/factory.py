@@ -1,5 +1,5 @@
-"""One Talkdesk and one Lex client per process, built from settings (and Secrets Manager when
-LEXDESK_SECRETS_SOURCE=aws)."""
+"""One Talkdesk client, one Lex runtime and one Lex models client per process, built from settings
+(and Secrets Manager when LEXDESK_SECRETS_SOURCE=aws)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 import boto3
 
 from shared.clients.lex import LexClient
+from shared.clients.lex_models import LexModels
 from shared.clients.talkdesk import TalkdeskClient, TalkdeskCredentials
 from shared.settings import Settings, SettingsError, get_settings
 
@@ -48,15 +49,27 @@ def talkdesk_client() -> TalkdeskClient:
                           timeout=settings.talkdesk_timeout)
 
 
-@lru_cache(maxsize=1)
-def lex_client() -> LexClient:
-    settings = get_settings()
-    credentials = None
-    endpoint = settings.lex_endpoint_url
+def _emulator_credentials(endpoint: str | None) -> dict[str, str] | None:
     local = endpoint is not None and urlparse(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
     if local and not os.environ.get("AWS_ACCESS_KEY_ID"):
         # The emulator checks no signature, but botocore will not sign without some credentials.
-        credentials = {"aws_access_key_id": "emulator", "aws_secret_access_key": "emulator"}
+        return {"aws_access_key_id": "emulator", "aws_secret_access_key": "emulator"}
+    return None
+
+
+@lru_cache(maxsize=1)
+def lex_client() -> LexClient:
+    settings = get_settings()
+    endpoint = settings.lex_endpoint_url
     return LexClient(bot_id=settings.lex_bot_id, bot_alias_id=settings.lex_bot_alias_id,
                      locale_id=settings.lex_locale_id, region=aws_region(), endpoint_url=endpoint,
-                     timeout=settings.lex_timeout, credentials=credentials)
+                     timeout=settings.lex_timeout, credentials=_emulator_credentials(endpoint))
+
+
+@lru_cache(maxsize=1)
+def lex_models() -> LexModels:
+    settings = get_settings()
+    endpoint = settings.lex_models_endpoint_url or settings.lex_endpoint_url
+    return LexModels(bot_id=settings.lex_bot_id, bot_alias_id=settings.lex_bot_alias_id,
+                     locale_id=settings.lex_locale_id, region=aws_region(), endpoint_url=endpoint,
+                     timeout=min(settings.lex_timeout, 5.0), credentials=_emulator_credentials(endpoint))

@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, Par
 
 from shared.clients.errors import DeliveryError, PermanentError, TransientError
 from shared.domain import BotTurn
-from shared.redaction import redact_slots
+from shared.redaction import mask_values, redact_slots, sensitive_values
 
 TRANSIENT_CODES = {"ThrottlingException", "InternalFailureException", "DependencyFailedException",
                    "BadGatewayException", "ServiceUnavailableException"}
@@ -91,12 +91,15 @@ def parse_turn(response: dict[str, Any]) -> BotTurn:
     top = interpretations[0] if interpretations else {}
     sentiment = top.get("sentimentResponse") or {}
     messages = []
+    # A bot reading a card number, CVV or expiry back ("the card number is 1234 5678 …, is that
+    # correct?") says it in clear: masked here, before anything can log or store it.
+    read_back = sensitive_values(state)
     for message in response.get("messages") or []:
         if message.get("contentType") == "ImageResponseCard" and message.get("imageResponseCard"):
             card = message["imageResponseCard"]
-            messages.append({"text": card.get("title", ""), "cards": [_card(card)]})
+            messages.append({"text": mask_values(card.get("title", ""), read_back), "cards": [_card(card)]})
         elif message.get("content"):
-            messages.append({"text": message["content"]})
+            messages.append({"text": mask_values(message["content"], read_back)})
     slots = {
         name: ((value or {}).get("value") or {}).get("interpretedValue") if value else None
         for name, value in (intent.get("slots") or {}).items()

@@ -220,80 +220,62 @@ def test_unrecognised_utterance_goes_to_fallback(lex: Any) -> None:
 # PaymentsBot over HTTP
 
 
-def test_payment_full_flow_with_confirmation_yes(lex: Any) -> None:
+def test_payment_with_the_amount_first_then_the_account(lex: Any) -> None:
+    """Slots said up front are kept; the missing ones are asked in the bot's order (the article's own
+    order, turn by turn, is tests/emulators/test_lex_payments.py)."""
     session = new_session()
-    start = say(lex, PAY, session, "I want to make a payment")
+    start = say(lex, PAY, session, "I want to pay two hundred fifty dollars")
     assert intent_of(start)["name"] == "ProcessPayment"
-    assert intent_of(start)["slots"] == {
-        "PaymentAmount": None,
-        "CreditCardNumber": None,
-        "CVV": None,
-        "ExpirationDate": None,
+    assert intent_of(start)["slots"]["PaymentAmount"]["value"]["interpretedValue"] == "250"
+    assert {name for name, value in intent_of(start)["slots"].items() if value is None} == {
+        "AccountId", "CreditCardNumber", "ExpirationDate", "CVV",
     }
-    assert action_of(start) == {"type": "ElicitSlot", "slotToElicit": "PaymentAmount"}
-    assert texts(start) == ["How much would you like to pay?"]
+    assert action_of(start) == {"type": "ElicitSlot", "slotToElicit": "AccountId"}
+    assert texts(start) == ["Sure. What is your account ID?"]
 
-    amount = say(lex, PAY, session, "two hundred fifty dollars")
-    assert intent_of(amount)["slots"]["PaymentAmount"]["value"]["interpretedValue"] == "250"
-    assert action_of(amount)["slotToElicit"] == "CreditCardNumber"
+    account = say(lex, PAY, session, "it's 5678")
+    assert intent_of(account)["slots"]["AccountId"]["value"]["interpretedValue"] == "5678"
+    assert action_of(account)["slotToElicit"] == "CreditCardNumber"
 
     card = say(lex, PAY, session, "my card number is 4111 1111 1111 1234")
     card_value = intent_of(card)["slots"]["CreditCardNumber"]["value"]
     assert card_value["interpretedValue"] == "4111111111111234"
     assert card_value["originalValue"] == "4111 1111 1111 1234"
-    assert action_of(card)["slotToElicit"] == "CVV"
+    assert action_of(card) == {"type": "ConfirmIntent"}
+    assert texts(card) == ["Just to confirm, the card number is 4111 1111 1111 1234, is that correct?"]
 
-    cvv = say(lex, PAY, session, "123")
-    assert intent_of(cvv)["slots"]["CVV"]["value"]["interpretedValue"] == "123"
-    assert action_of(cvv)["slotToElicit"] == "ExpirationDate"
+    confirmed = say(lex, PAY, session, "yes please")
+    assert intent_of(confirmed)["confirmationState"] == "Confirmed"
+    assert action_of(confirmed)["slotToElicit"] == "ExpirationDate"
 
     expiry = say(lex, PAY, session, "it expires 05/27")
     assert intent_of(expiry)["slots"]["ExpirationDate"]["value"]["interpretedValue"] == "2027-05-31"
-    assert action_of(expiry) == {"type": "ConfirmIntent"}
-    assert intent_of(expiry)["state"] == "InProgress"
-    assert intent_of(expiry)["confirmationState"] == "None"
-    assert texts(expiry) == ["Would you like to make a payment of $250.00 with the card ending in 1234?"]
+    assert action_of(expiry)["slotToElicit"] == "CVV"
 
-    done = say(lex, PAY, session, "yes please")
+    done = say(lex, PAY, session, "my cvv is 987")
     assert action_of(done) == {"type": "Close"}
     assert intent_of(done)["state"] == "Fulfilled"
-    assert intent_of(done)["confirmationState"] == "Confirmed"
-    assert texts(done) == ["Thank you. Your payment of $250.00 has been processed."]
-    assert intent_of(done)["slots"]["PaymentAmount"]["value"]["interpretedValue"] == "250"
-
-
-def test_payment_confirmation_no_fails_the_intent(lex: Any) -> None:
-    session = new_session()
-    start = say(lex, PAY, session, "pay 100 dollars")
-    assert intent_of(start)["slots"]["PaymentAmount"]["value"]["interpretedValue"] == "100"
-    assert action_of(start) == {"type": "ElicitSlot", "slotToElicit": "CreditCardNumber"}
-    say(lex, PAY, session, "5555-4444-3333-9876")
-    say(lex, PAY, session, "my cvv is 987")
-    confirm = say(lex, PAY, session, "12/2028")
-    assert intent_of(confirm)["slots"]["ExpirationDate"]["value"]["interpretedValue"] == "2028-12-31"
-    assert texts(confirm) == ["Would you like to make a payment of $100.00 with the card ending in 9876?"]
-
-    declined = say(lex, PAY, session, "no")
-    assert action_of(declined) == {"type": "Close"}
-    assert intent_of(declined)["state"] == "Failed"
-    assert intent_of(declined)["confirmationState"] == "Denied"
-    assert texts(declined) == ["Okay, I have cancelled the payment. Is there anything else I can help you with?"]
+    assert texts(done)[0] == (
+        "I will go ahead and process the $250 payment on your account using the card ending in 1234."
+    )
+    assert intent_of(done)["slots"]["CVV"]["value"]["interpretedValue"] == "987"
 
     # A new intent starts afterwards.
     balance = say(lex, PAY, session, "what is my balance")
     assert intent_of(balance)["name"] == "GetBalanceAmount"
-    assert texts(balance) == ["Your balance is $2,450.00."]
+    assert texts(balance) == ["The balance due on your account is $100."]
 
 
 def test_wait_and_continue_on_the_card_number(lex: Any) -> None:
     session = new_session()
-    start = say(lex, PAY, session, "make a payment of 75")
+    say(lex, PAY, session, "make a payment of 75")
+    start = say(lex, PAY, session, "1234")
     assert action_of(start)["slotToElicit"] == "CreditCardNumber"
 
     waiting = say(lex, PAY, session, "hold on, let me find my card")
     assert intent_of(waiting)["state"] == "Waiting"
     assert action_of(waiting) == {"type": "ElicitSlot", "slotToElicit": "CreditCardNumber"}
-    assert texts(waiting) == ["Sure, take your time. Let me know when you have your card."]
+    assert texts(waiting) == ["Sure"]
     assert intent_of(waiting)["slots"]["CreditCardNumber"] is None
 
     still = say(lex, PAY, session, "hmm")
@@ -303,14 +285,14 @@ def test_wait_and_continue_on_the_card_number(lex: Any) -> None:
     ready = say(lex, PAY, session, "ok I'm ready")
     assert intent_of(ready)["state"] == "InProgress"
     assert action_of(ready) == {"type": "ElicitSlot", "slotToElicit": "CreditCardNumber"}
-    assert texts(ready) == ["Great, what is the credit card number?"]
+    assert texts(ready) == ["Ok please go ahead"]
 
     again = say(lex, PAY, session, "one sec")
     assert intent_of(again)["state"] == "Waiting"
     given_card = say(lex, PAY, session, "4000 1234 5678 9010")
     assert intent_of(given_card)["state"] == "InProgress"
     assert intent_of(given_card)["slots"]["CreditCardNumber"]["value"]["interpretedValue"] == "4000123456789010"
-    assert action_of(given_card)["slotToElicit"] == "CVV"
+    assert action_of(given_card) == {"type": "ConfirmIntent"}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -403,7 +385,10 @@ def test_put_session_with_delegate_asks_the_next_missing_slot(lex: Any) -> None:
             "dialogAction": {"type": "Delegate"},
             "intent": {
                 "name": "ProcessPayment",
-                "slots": {"PaymentAmount": {"value": {"originalValue": "40", "interpretedValue": "40"}}},
+                "slots": {
+                    "AccountId": {"value": {"originalValue": "1234", "interpretedValue": "1234"}},
+                    "PaymentAmount": {"value": {"originalValue": "40", "interpretedValue": "40"}},
+                },
             },
         },
     )
@@ -489,18 +474,19 @@ def turn(engine: LexEngine, conversation: Conversation | None, text: str) -> Con
 
 def test_bot_files_define_the_documented_bots(bots: dict[str, Any]) -> None:
     assert set(bots) == {BANK, PAY}
-    assert list(bots[BANK].intents) == ["CheckBalance", "TalkToAgent", "FallbackIntent"]
-    assert list(bots[PAY].intents) == ["ProcessPayment", "GetBalanceAmount", "FallbackIntent"]
+    assert list(bots[BANK].intents) == ["CheckBalance", "AccountOptions", "TalkToAgent", "FallbackIntent"]
+    assert list(bots[PAY].intents) == ["ProcessPayment", "GetBalanceAmount", "TalkToAgent", "FallbackIntent"]
     for bot in bots.values():
         assert ALIAS in bot.alias_ids
         assert LOCALE in bot.locale_ids
     assert bots[BANK].sentiment_analysis is True
     assert bots[PAY].sentiment_analysis is False
     assert [s.name for s in bots[PAY].intents["ProcessPayment"].slots] == [
+        "AccountId",
         "PaymentAmount",
         "CreditCardNumber",
-        "CVV",
         "ExpirationDate",
+        "CVV",
     ]
 
 
@@ -652,14 +638,15 @@ def test_nlu_ranking_tolerates_typos_and_falls_back(banking: LexEngine) -> None:
 
 def test_engine_payment_with_relative_expiry_date(payments: LexEngine) -> None:
     conversation = turn(payments, None, "I want to pay 20 dollars")
-    for text in ("4111111111111111", "321", "next month"):
+    for text in ("1234", "4111111111111111", "yes", "next month"):
         conversation = turn(payments, conversation, text)
     assert conversation.state.intent is not None
     expiry = conversation.state.intent.slots["ExpirationDate"]
     assert expiry is not None and expiry.interpreted_value == "2025-02-28"
     assert conversation.state.dialog_action is not None
-    assert conversation.state.dialog_action.type == "ConfirmIntent"
-    assert conversation.messages[0]["content"].endswith("card ending in 1111?")
+    assert conversation.state.dialog_action.slot_to_elicit == "CVV"
+    conversation = turn(payments, conversation, "321")
+    assert conversation.messages[0]["content"].endswith("card ending in 1111.")
 
 
 def test_engine_slot_retries_end_in_fallback(banking: LexEngine) -> None:

@@ -227,12 +227,13 @@ def test_describe_intent_mirrors_the_bot_file(models: Any) -> None:
     ]
     confirmation = intent["intentConfirmationSetting"]
     prompt = confirmation["promptSpecification"]["messageGroups"][0]["message"]["plainTextMessage"]["value"]
-    assert "{PaymentAmount}" in prompt and "|" not in prompt  # the emulator's filters are not Lex syntax
+    assert "{CreditCardNumber}" in prompt and "|" not in prompt  # the emulator's filters are not Lex syntax
     assert confirmation["declinationResponse"]["messageGroups"] == plain_groups(
         raw["confirmation"]["declinationResponse"]
     )
     closing = intent["intentClosingSetting"]["closingResponse"]["messageGroups"]
-    assert closing == plain_groups(raw["closingResponse"].replace("|money", ""))
+    assert closing == plain_groups(*(text.replace("|amount", "").replace("|last4", "")
+                                     for text in raw["closingResponse"]["messages"]))
 
 
 def test_list_slots_summaries(models: Any) -> None:
@@ -242,9 +243,9 @@ def test_list_slots_summaries(models: Any) -> None:
         PAY, "1", LOCALE, intent_id,
     )
     summaries = {s["slotName"]: s for s in listed["slotSummaries"]}
-    assert set(summaries) == {"PaymentAmount", "CreditCardNumber", "CVV", "ExpirationDate"}
+    assert set(summaries) == {"AccountId", "PaymentAmount", "CreditCardNumber", "CVV", "ExpirationDate"}
     assert all(ID_RE.match(s["slotId"]) for s in summaries.values())
-    assert len({s["slotId"] for s in summaries.values()}) == 4
+    assert len({s["slotId"] for s in summaries.values()}) == 5
     card = summaries["CreditCardNumber"]
     assert card["slotConstraint"] == "Required"
     assert card["valueElicitationPromptSpecification"]["messageGroups"] == plain_groups(

@@ -93,13 +93,15 @@ def payments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 
 
 PAYMENT_STEPS = [
-    ("I want to make a payment", "How much"),
+    ("I want to make a payment", "account ID"),
+    ("1234", "How much"),
     ("$250", "credit card number"),
-    (CARD, "security code"),
-    (CVV, "expiration date"),
-    (EXPIRY, "Would you like to make a payment of $250.00 with the card ending in 1111?"),
+    (CARD, "is that correct?"),
+    ("yes", "expiration date"),
+    (EXPIRY, "security code"),
 ]
-STORED_ANSWERS = ["I want to make a payment", "$250", "[redacted]", "[redacted]", "[redacted]"]
+STORED_ANSWERS = ["I want to make a payment", "1234", "$250", "[redacted]", "yes", "[redacted]"]
+CLOSING = "I will go ahead and process the $250 payment on your account using the card ending in 1111."
 
 
 def test_the_card_expiry_date_is_never_stored_in_clear(payments: System) -> None:
@@ -110,15 +112,15 @@ def test_the_card_expiry_date_is_never_stored_in_clear(payments: System) -> None
         welcome = await customer.hello(payments.edge_urls[0])
         for text, answer in PAYMENT_STEPS:
             await customer.say(text)
-            prompt = await customer.wait_text("bot", answer)
-        await customer.say("yes")
-        await customer.wait_text("bot", "Your payment of $250.00 has been processed")
+            await customer.wait_text("bot", answer)
+        await customer.say(CVV)
+        prompt = await customer.wait_text("bot", CLOSING)
         # The prompts whose answers are card data say so (for the chat page); the others do not.
         flagged = [f["text"] for f in customer.shown if f["type"] == "message" and f.get("lex", {}).get(
             "sensitive_answer")]
         assert flagged == ["What is the credit card number you would like to use?",
-                           "What is the three digit security code (CVV) on the back of the card?",
-                           "What is the card's expiration date?"]
+                           "What is the card's expiration date?",
+                           "What is the three digit security code (CVV) on the back of the card?"]
         assert "sensitive_answer" not in prompt["lex"]
         await customer.disconnect()
         return str(welcome["conversation_id"])
@@ -126,7 +128,7 @@ def test_the_card_expiry_date_is_never_stored_in_clear(payments: System) -> None
     conversation_id = asyncio.run(journey())
     _, messages = _row_text(payments.database_url, conversation_id)
     customer_rows = [m for m in messages if m.sender == "customer"]
-    assert [m.body for m in customer_rows] == [*STORED_ANSWERS, "yes"]
+    assert [m.body for m in customer_rows] == [*STORED_ANSWERS, "[redacted]"]
     assert all(m.status == "delivered" and m.sealed_body is None for m in customer_rows)
     stored = json.dumps([[m.body, m.sealed_body, m.payload, m.last_error] for m in messages])
     assert EXPIRY not in stored and "2027-12" not in stored, stored
@@ -168,7 +170,7 @@ def test_the_chat_page_keeps_no_card_data_in_session_storage(payments: System, t
         page.reload()
         page.wait_for_selector("#text:not([disabled])", timeout=20_000)
         restored = page.evaluate(SHOWN)
-        _say(page, "yes", "has been processed")
+        _say(page, CVV, CLOSING)
         shown_after = page.evaluate(SHOWN)
         page.screenshot(path=str(tmp_path / "payment-after-reload.png"))
 
@@ -184,7 +186,7 @@ def test_the_chat_page_keeps_no_card_data_in_session_storage(payments: System, t
         assert _no_clear_card(json.dumps(lines)) and EXPIRY not in json.dumps(lines)
     assert restored == shown_before
     # And the chat goes on after the reload: it resumed with the token it kept.
-    assert "Your payment of $250.00 has been processed" in shown_after[-1]["text"]
+    assert any(CLOSING in line["text"] for line in shown_after[len(restored):])
 
 
 def test_a_card_number_the_customer_types_is_masked_in_what_the_page_keeps(payments: System) -> None:
@@ -218,7 +220,7 @@ def test_a_second_window_takes_the_chat_over_and_the_first_says_so(payments: Sys
         first.screenshot(path=str(tmp_path / "superseded.png"))
         assert first.is_disabled("#text")
         # The second window carries on; the first waits for the customer to choose.
-        _say(second, "I want to make a payment", "How much")
+        _say(second, "I want to make a payment", "account ID")
         first.wait_for_timeout(1500)
         assert first.evaluate("document.getElementById('state').textContent") == "open in another window"
         first.click("text=Continue the chat in this window")

@@ -33,8 +33,17 @@ from shared.protocol import (
     describe_validation_error,
     error_frame,
 )
-from shared.redaction import MASK, is_sensitive_slot, luhn_valid, redact_slots, redact_text, redact_value
-from shared.sealing import stored_form
+from shared.redaction import (
+    MASK,
+    is_sensitive_slot,
+    luhn_valid,
+    mask_values,
+    redact_slots,
+    redact_text,
+    redact_value,
+    sensitive_values,
+)
+from shared.sealing import stored_form, unmask_non_answer
 
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 
@@ -462,3 +471,32 @@ def test_card_number_next_to_other_digits_is_masked(text: str) -> None:
 @pytest.mark.parametrize("garbage", ["abc.é", "conversation.ü", "x.\u2603"])
 def test_non_ascii_garbage_token_is_refused(garbage: str) -> None:
     assert tokens.verify(b"secret", garbage) is None
+
+
+def test_a_card_number_read_back_by_the_bot_is_masked_by_its_digits_whatever_its_shape() -> None:
+    state = {"intent": {"slots": {
+        "CreditCardNumber": {"value": {"originalValue": "1234 5678 1234 5678", "interpretedValue": "1234567812345678"}},
+        "CVV": {"value": {"originalValue": "123", "interpretedValue": "123"}},
+        "ExpirationDate": {"value": {"originalValue": "december twenty twenty seven", "interpretedValue": "2027-12"}},
+        "PaymentAmount": {"value": {"originalValue": "$100", "interpretedValue": "100"}},
+        "AccountId": None,
+    }}}
+    values = sensitive_values(state)
+    assert "100" not in values and "$100" not in values  # an amount is no card data
+    # "1234 5678 1234 5678" fails the Luhn check: only the slot says it is a card number.
+    assert redact_text("the card number is 1234-5678-1234-5678") == "the card number is 1234-5678-1234-5678"
+    assert mask_values("Just to confirm, the card number is 1234-5678 1234 5678, is that correct?", values) == \
+        "Just to confirm, the card number is [redacted], is that correct?"
+    assert mask_values("CVV 123 and expiry 2027-12, December Twenty Twenty Seven", values) == \
+        "CVV [redacted] and expiry [redacted], [redacted]"
+    # The last four digits alone are what the bot may say ("the card ending in 5678"); so is the amount.
+    assert mask_values("the $100 payment using the card ending in 5678", values) == \
+        "the $100 payment using the card ending in 5678"
+
+
+def test_an_answer_to_a_card_prompt_is_kept_as_written_only_when_it_was_no_card_data() -> None:
+    assert unmask_non_answer("Can you wait a minute?", slot_filled=False) == "Can you wait a minute?"
+    assert unmask_non_answer("Ok I am back", slot_filled=False) == "Ok I am back"
+    assert unmask_non_answer("one two three", slot_filled=True) is None  # Lex took it as the CVV
+    assert unmask_non_answer("1234 5678 1234 5678", slot_filled=False) is None  # refused by Lex, still a card
+    assert unmask_non_answer("it is 12/27 I think", slot_filled=False) is None

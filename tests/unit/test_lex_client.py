@@ -93,19 +93,23 @@ def test_payments_bot_card_slots_come_back_redacted(lex_url: str) -> None:
     session_id = session()
     first = client.recognize_text(session_id, "I want to pay 50 dollars")
     assert first.intent == "ProcessPayment"
-    assert first.slot_to_elicit == "CreditCardNumber"
+    assert first.slot_to_elicit == "AccountId"
     assert first.slots["PaymentAmount"] == "50"
     assert first.slots["CreditCardNumber"] is None  # nothing to hide yet
+    assert client.recognize_text(session_id, "1234").slot_to_elicit == "CreditCardNumber"
     card = client.recognize_text(session_id, "4111 1111 1111 1111")
-    assert card.slot_to_elicit == "CVV"
+    assert card.dialog_action == "ConfirmIntent"  # the bot reads the number back (a message, not a slot)
     assert card.slots["CreditCardNumber"] == MASK
     assert card.slots["CVV"] is None
+    assert client.recognize_text(session_id, "yes").slot_to_elicit == "ExpirationDate"
+    assert client.recognize_text(session_id, "12/27").slot_to_elicit == "CVV"
     cvv = client.recognize_text(session_id, "123")
     assert cvv.slots["CreditCardNumber"] == MASK
     assert cvv.slots["CVV"] == MASK
     assert cvv.slots["PaymentAmount"] == "50"
-    for turn in (card, cvv):
+    for turn in (card, cvv):  # the read-back message included: "the card number is [redacted]"
         assert "4111" not in repr(turn)
+    assert "[redacted]" in card.messages[0]["text"]
     assert "'123'" not in repr(cvv)
 
 

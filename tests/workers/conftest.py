@@ -46,7 +46,7 @@ def emulator_urls() -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def env(tmp_path: Path, emulator_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    from shared.clients.factory import lex_client, talkdesk_client
+    from shared.clients.factory import lex_client, lex_models, talkdesk_client
     from shared.migrate import upgrade
     from shared.settings import get_settings
 
@@ -62,7 +62,7 @@ def env(tmp_path: Path, emulator_urls: tuple[str, str], monkeypatch: pytest.Monk
     }.items():
         monkeypatch.setenv(name, value)
     upgrade(database_url)
-    caches = (get_settings, lex_client, talkdesk_client)
+    caches = (get_settings, lex_client, lex_models, talkdesk_client)
     for cache in caches:
         cache.cache_clear()
     yield Env(database_url, lex_url, talkdesk_url)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import boto3
 import pytest
+from kombu import Connection, Queue
 from sqlalchemy import select
 
 from shared.db import session_scope
@@ -75,7 +79,7 @@ def test_card_data_reaches_lex_but_is_never_stored_in_clear(env: Env, monkeypatc
     get_settings.cache_clear()
     lex_client.cache_clear()
     conversation_id = _conversation(env)
-    _say(conversation_id, "I want to make a payment", "$250", CARD, "123", "05/27", "yes", answer_each=True)
+    _say(conversation_id, "I want to make a payment", "1234", "$250", CARD, "yes", "05/27", "123", answer_each=True)
 
     rows = _rows(env, conversation_id)
     stored = " ".join(f"{r.body} {r.sealed_body} {r.payload}" for r in rows)
@@ -84,16 +88,16 @@ def test_card_data_reaches_lex_but_is_never_stored_in_clear(env: Env, monkeypatc
 
     # Answers to the card, CVV and expiry prompts are masked whole; the rest stays readable for the agent.
     assert [r.body for r in rows if r.sender == "customer"] == [
-        "I want to make a payment", "$250", "[redacted]", "[redacted]", "[redacted]", "yes"]
+        "I want to make a payment", "1234", "$250", "[redacted]", "yes", "[redacted]", "[redacted]"]
     assert "05/27" not in stored and "2027-05" not in stored
     # The prompts for them say so, for the chat page (docs/protocol.md §2, `lex`); no other prompt does.
     flagged = [r.body for r in rows if r.sender == "bot" and r.payload["lex"].get("sensitive_answer")]
     assert flagged == ["What is the credit card number you would like to use?",
-                       "What is the three digit security code (CVV) on the back of the card?",
-                       "What is the card's expiration date?"]
-    # Lex's confirmation names the card's last four digits only.
+                       "What is the card's expiration date?",
+                       "What is the three digit security code (CVV) on the back of the card?"]
+    # Lex's closing names the card's last four digits only.
     assert any("ending in 1111" in r.body for r in rows if r.sender == "bot")
-    assert rows[-1].body.startswith("Thank you. Your payment of $250.00"), rows[-1].body
+    assert any(r.body.startswith("I will go ahead and process the $250 payment") for r in rows), rows[-1].body
 
     # Lex itself got the clear values: its session holds the full card number and the CVV.
     with session_scope(env.database_url) as session:
@@ -115,35 +119,87 @@ def test_a_card_number_typed_in_free_text_is_stored_with_its_last_four_only(env:
     assert rows[0].sealed_body is None and rows[0].status == "delivered"
 
 
-def test_a_waiting_intent_gets_still_waiting_prompts_until_the_customer_answers(
+def _still_waiting_published() -> dict[str, Any]:
+    """The kwargs of the newest `timers.still_waiting` on the (in-memory) broker, as a worker gets them."""
+    from shared.settings import get_settings
+
+    with Connection(get_settings().broker_url) as connection:
+        queue = Queue("timers", routing_key="timers").bind(connection.default_channel)
+        found: list[dict[str, Any]] = []
+        while (message := queue.get(no_ack=True)) is not None:
+            if message.headers.get("task") == "timers.still_waiting":
+                found.append(message.decode()[1])
+    assert found, "no timers.still_waiting was published"
+    return found[-1]
+
+
+def _wait_and_continue(env: Env) -> dict[str, Any]:
+    """The PaymentsBot's CreditCardNumber slot as its configuration says, through the real models API."""
+    models = boto3.client("lexv2-models", endpoint_url=env.lex_url, region_name="us-east-1",
+                          aws_access_key_id="x", aws_secret_access_key="x")
+    version = models.describe_bot_alias(botId="PAYMENTBOT", botAliasId="TSTALIASID")["botVersion"]
+    where = {"botId": "PAYMENTBOT", "botVersion": version, "localeId": "en_US"}
+    intent = next(i for i in models.list_intents(**where)["intentSummaries"] if i["intentName"] == "ProcessPayment")
+    slot = next(s for s in models.list_slots(**where, intentId=intent["intentId"])["slotSummaries"]
+                if s["slotName"] == "CreditCardNumber")
+    described = models.describe_slot(**where, intentId=intent["intentId"], slotId=slot["slotId"])
+    return dict(described["valueElicitationSetting"])
+
+
+def test_a_waiting_intent_follows_the_bots_wait_and_continue_configuration(
         env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.clients.factory import lex_client
+    """Wait-and-continue as the bot defines it (describe_slot's waitAndContinueSpecification), not
+    lexdesk's constants: the still-waiting response at the bot's frequency, and at its timeout the
+    slot's own prompt again. "Can you wait a minute?" typed at the card prompt is no card data: it is
+    kept as written."""
+    from shared.clients.factory import lex_client, lex_models
     from shared.settings import get_settings
     from workers import timers
 
     monkeypatch.setenv("LEXDESK_LEX_BOT_ID", "PAYMENTBOT")
-    monkeypatch.setenv("LEXDESK_WAITING_PROMPT_INTERVAL", "20")
-    monkeypatch.setenv("LEXDESK_WAITING_TIMEOUT", "60")
-    get_settings.cache_clear()
-    lex_client.cache_clear()
+    for cache in (get_settings, lex_client, lex_models):
+        cache.cache_clear()
+    elicitation = _wait_and_continue(env)
+    spec = elicitation["waitAndContinueSpecification"]
+    still = spec["stillWaitingResponse"]
+    still_text = still["messageGroups"][0]["message"]["plainTextMessage"]["value"]
+    prompt_text = elicitation["promptSpecification"]["messageGroups"][0]["message"]["plainTextMessage"]["value"]
+
     conversation_id = _conversation(env)
-    _say(conversation_id, "I want to make a payment", "$250", "hold on, let me get my card", answer_each=True)
+    _say(conversation_id, "I'd like to make a payment on my account", "Yes the account ID is 1234", "$100",
+         "Can you wait a minute?", answer_each=True)
     rows = _rows(env, conversation_id)
-    # It answered the card number prompt, so it is stored masked, like any answer to that prompt.
     waited = next(r for r in rows if r.sender == "customer" and r.intent_state == "Waiting")
-    assert waited.body == "[redacted]"
+    assert waited.body == "Can you wait a minute?" and waited.sealed_body is None
+    assert [r.body for r in rows if r.sender == "bot"][-1] == \
+        spec["waitingResponse"]["messageGroups"][0]["message"]["plainTextMessage"]["value"]
     assert (rows[-1].kind, rows[-1].event) == ("event", "waiting")
 
-    # What Celery would run at each countdown (20 s, 40 s, 60 s): two prompts, then the time-out message.
-    for prompts_sent in (1, 2, 3):
-        timers.still_waiting(conversation_id=conversation_id, since_seq=waited.seq, prompts_sent=prompts_sent)
-    server_turns = [r.body for r in _rows(env, conversation_id) if r.seq > rows[-1].seq]
-    assert server_turns == [timers.WAITING_PROMPT_TEXT, timers.WAITING_PROMPT_TEXT, timers.WAITING_TIMEOUT_TEXT]
+    published = _still_waiting_published()
+    assert (published["frequency"], published["timeout"]) == (still["frequencyInSeconds"], still["timeoutInSeconds"])
+    assert published["still_waiting"] == [still_text] and published["reprompt"] == [prompt_text]
+
+    # What Celery runs at each countdown: reminders at the bot's frequency, then at its timeout the
+    # slot's own prompt, flagged as a card prompt for the page, and the series ends.
+    frequency, timeout = still["frequencyInSeconds"], still["timeoutInSeconds"]
+    reminders = int((timeout - 0.001) // frequency)
+    step = {**published}
+    for prompts_sent in range(1, reminders + 2):
+        elapsed = min(prompts_sent * frequency, timeout)
+        timers.still_waiting(**{**step, "prompts_sent": prompts_sent, "started_at": time.time() - elapsed})
+    server_turns = [r for r in _rows(env, conversation_id) if r.seq > rows[-1].seq]
+    assert [r.body for r in server_turns] == [still_text] * reminders + [prompt_text]
+    assert server_turns[-1].payload["lex"]["dialog_action"] == "ElicitSlot"
+    assert server_turns[-1].payload["lex"]["sensitive_answer"] is True
 
     # A new series stops as soon as the customer has written.
-    _say(conversation_id, "ok I have it")
+    _say(conversation_id, "Ok I am back")
+    assert [r.body for r in _rows(env, conversation_id) if r.sender == "bot"][-1] == \
+        spec["continueResponse"]["messageGroups"][0]["message"]["plainTextMessage"]["value"]
+    back = [r for r in _rows(env, conversation_id) if r.sender == "customer"][-1]
+    assert back.body == "Ok I am back"
     before = len(_rows(env, conversation_id))
-    timers.still_waiting(conversation_id=conversation_id, since_seq=waited.seq, prompts_sent=1)
+    timers.still_waiting(**{**step, "prompts_sent": 1})
     assert len(_rows(env, conversation_id)) == before
 
 

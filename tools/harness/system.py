@@ -90,7 +90,8 @@ class System:
 
     def __init__(self, workdir: Path, database_url: str, broker_url: str, *, edge_nodes: int = 1,
                  worker_queues: Sequence[str] = ("routing", "lex", "talkdesk", "timers"),
-                 agent_join_delay: float = 0.3, extra_env: dict[str, str] | None = None) -> None:
+                 agent_join_delay: float = 0.3, extra_env: dict[str, str] | None = None,
+                 lex_args: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.api_key = secrets.token_urlsafe(16)
         self.admin_token = secrets.token_urlsafe(16)
@@ -131,7 +132,7 @@ class System:
                                           "--callback-url", self.http_url, "--callback-api-key", self.api_key,
                                           "--agent-join-delay", str(agent_join_delay)],
                              self.env, logs / "talkdesk.log", f"http:{self.talkdesk_url}/healthz"),
-            "lex": Proc("lex", [*LEXDESK, "emulate", "lex", "--port", lex_port], self.env, logs / "lex.log",
+            "lex": Proc("lex", [*LEXDESK, "emulate", "lex", "--port", lex_port, *lex_args], self.env, logs / "lex.log",
                         f"http:{self.lex_url}/healthz"),
             "callback": Proc("callback", [*LEXDESK, "callback"], self.env, logs / "callback.log",
                              f"http:{self.http_url}/healthz"),
