@@ -108,12 +108,14 @@ def sensitive_values(session_state: dict[str, Any]) -> list[str]:
 def mask_values(text: str, values: list[str]) -> str:
     """Mask every occurrence of the given values in `text`: by their digits, whatever separates them
     (a card number read back with spaces where it was typed with dashes), or as written for a value
-    without digits."""
+    without digits. A card number keeps its last four digits, as everywhere else, so that a customer
+    asked "is that correct?" still has something to check."""
     for value in sorted(set(values), key=len, reverse=True):
         digits = re.sub(r"\D", "", value)
         if len(digits) >= 3:
             pattern = r"(?<!\d)" + r"[\s./-]*".join(re.escape(d) for d in digits) + r"(?!\d)"
-            text = re.sub(pattern, MASK, text)
+            masked = f"[card ending {digits[-4:]}]" if len(digits) >= 13 else MASK
+            text = re.sub(pattern, masked, text)
         elif not digits:
             text = re.sub(re.escape(value), MASK, text, flags=re.IGNORECASE)
     return text

@@ -486,7 +486,7 @@ def test_a_card_number_read_back_by_the_bot_is_masked_by_its_digits_whatever_its
     # "1234 5678 1234 5678" fails the Luhn check: only the slot says it is a card number.
     assert redact_text("the card number is 1234-5678-1234-5678") == "the card number is 1234-5678-1234-5678"
     assert mask_values("Just to confirm, the card number is 1234-5678 1234 5678, is that correct?", values) == \
-        "Just to confirm, the card number is [redacted], is that correct?"
+        "Just to confirm, the card number is [card ending 5678], is that correct?"
     assert mask_values("CVV 123 and expiry 2027-12, December Twenty Twenty Seven", values) == \
         "CVV [redacted] and expiry [redacted], [redacted]"
     # The last four digits alone are what the bot may say ("the card ending in 5678"); so is the amount.

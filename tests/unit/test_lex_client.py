@@ -107,9 +107,9 @@ def test_payments_bot_card_slots_come_back_redacted(lex_url: str) -> None:
     assert cvv.slots["CreditCardNumber"] == MASK
     assert cvv.slots["CVV"] == MASK
     assert cvv.slots["PaymentAmount"] == "50"
-    for turn in (card, cvv):  # the read-back message included: "the card number is [redacted]"
+    for turn in (card, cvv):  # the read-back message included: "the card number is [card ending 1111]"
         assert "4111" not in repr(turn)
-    assert "[redacted]" in card.messages[0]["text"]
+    assert "[card ending 1111]" in card.messages[0]["text"]
     assert "'123'" not in repr(cvv)
 
 
