@@ -19,8 +19,9 @@ from shared.db import read_scope
 from shared.domain import destination_for_customer_message
 from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER, close
-from shared.models import Conversation, ConversationState, Destination, Sender
+from shared.models import Conversation, ConversationState, Destination, Sender, utcnow
 from shared.outbox import unit_of_work
+from shared.redaction import redact_text
 from shared.sealing import seal, stored_form
 from shared.settings import Settings
 from shared.store import add_event, add_message, find_by_client_message_id, find_by_talkdesk_message_id
@@ -114,6 +115,43 @@ def agent_message(settings: Settings, talkdesk_id: str, talkdesk_message_id: str
             payload["agent_created_at"] = created_at
         add_message(uow.session, conversation_id, sender=Sender.AGENT, destination=Destination.CUSTOMER,
                     body=content, payload=payload, talkdesk_message_id=talkdesk_message_id)
+        uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+        return Outcome.STORED
+
+
+def agent_typing(settings: Settings, talkdesk_id: str, active: bool) -> Outcome:
+    """The agent started or stopped typing: an `agent_typing` event for the customer, in order with
+    the agent's messages (a message implies the typing stopped; the page says so)."""
+    with unit_of_work(settings) as uow:
+        conversation = lock_by_talkdesk_id(uow.session, talkdesk_id)
+        if conversation is None:
+            return Outcome.UNKNOWN
+        if conversation.state == ConversationState.CLOSED:
+            return Outcome.CLOSED
+        if conversation.state not in AGENT_SIDE_STATES:
+            return Outcome.IGNORED
+        fields: dict[str, object] = {"active": active}
+        if conversation.agent_name:
+            fields["author"] = conversation.agent_name
+        add_event(uow.session, conversation.id, "agent_typing", **fields)
+        uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
+        return Outcome.STORED
+
+
+def customer_rated(settings: Settings, conversation_id: str, score: int, comment: str | None) -> Outcome:
+    """The customer's rating of a chat an agent ended (asked for with `conversation_ended`'s
+    `rating_requested`). Once: a second rating changes nothing."""
+    with unit_of_work(settings) as uow:
+        conversation = lock_conversation(uow.session, conversation_id)
+        if conversation is None:
+            return Outcome.UNKNOWN
+        if conversation.closed_by != "agent":
+            return Outcome.IGNORED
+        if conversation.rating is not None:
+            return Outcome.DUPLICATE
+        conversation.rating, conversation.rated_at = score, utcnow()
+        conversation.rating_comment = redact_text(comment)[:2000] if comment else None
+        add_event(uow.session, conversation_id, "rated", score=score)
         uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
         return Outcome.STORED
 

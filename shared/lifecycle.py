@@ -6,16 +6,19 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from shared import transcript_links
 from shared.domain import check_transition
 from shared.message_status import FAILED, GONE_DETAIL
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, Sender, utcnow
 from shared.outbox import UnitOfWork
+from shared.settings import get_settings
 from shared.store import add_event, add_message
 
 DELIVER = "routing.deliver"
 LEX_DRAIN = "lex.drain"
 TALKDESK_DRAIN = "talkdesk.drain"
 STILL_WAITING = "timers.still_waiting"
+AGENT_QUEUE = "timers.agent_queue"
 
 
 def request_handoff(uow: UnitOfWork, conversation: Conversation) -> None:
@@ -62,6 +65,35 @@ def lose_agent_conversation(uow: UnitOfWork, conversation: Conversation, reason:
     return True
 
 
+def queue_for_agent(uow: UnitOfWork, conversation: Conversation) -> None:
+    """Talkdesk took the handoff: the conversation waits for an agent, and the customer hears from the
+    queue while it does (timers.agent_queue)."""
+    conversation.state = check_transition(conversation.state, ConversationState.AGENT_QUEUED)
+    conversation.queued_at = utcnow()
+    add_event(uow.session, conversation.id, "agent_queued")
+    uow.publish_after_commit(AGENT_QUEUE, conversation_id=conversation.id, updates_sent=0)
+    uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
+
+
+def give_up_waiting(uow: UnitOfWork, conversation: Conversation, waited: float) -> None:
+    """No agent took the chat within LEXDESK_QUEUE_TIMEOUT: end the Talkdesk conversation (queued
+    behind what was sent there), tell the customer, and hand them back to the bot."""
+    talkdesk_id = conversation.talkdesk_conversation_id
+    conversation.state = check_transition(conversation.state, ConversationState.HANDOFF_FAILED)
+    conversation.talkdesk_conversation_id = None
+    add_event(uow.session, conversation.id, "handoff_failed", reason="queue_timeout")
+    minutes = max(1, round(waited / 60))
+    add_message(uow.session, conversation.id, sender=Sender.SYSTEM, destination=Destination.CUSTOMER,
+                body=f"Sorry, no agent could take your chat within {minutes} minute{'s' if minutes > 1 else ''}. "
+                     "You are back with the assistant; you can ask for an agent again at any time.")
+    _skip_pending_and_tell(uow, conversation.id, "no agent took the chat", error_class="handoff_failed")
+    if talkdesk_id:
+        add_message(uow.session, conversation.id, sender=Sender.SYSTEM, destination=Destination.TALKDESK,
+                    kind="event", event="conversation_ended", payload={"by": "timeout", "talkdesk_id": talkdesk_id})
+        uow.publish_after_commit(TALKDESK_DRAIN, conversation_id=conversation.id)
+    uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
+
+
 def _skip_pending_and_tell(uow: UnitOfWork, conversation_id: str, reason: str, error_class: str) -> None:
     """The conversation's messages bound for Talkdesk that cannot go now: kept in the transcript, marked,
     and each sender told (`failed`)."""
@@ -98,7 +130,18 @@ def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:
     if by == "agent":
         # Talkdesk has ended its side; sending there now would only earn 3016011.
         _skip_pending(session, conversation.id, Destination.TALKDESK, "conversation closed by agent")
-    add_event(session, conversation.id, "conversation_ended", by=by)
+    ended: dict[str, object] = {"by": by}
+    link = _transcript_link(conversation.id)
+    if link:
+        ended["transcript_url"] = link
+    if by == "agent":
+        # The bot is back after the agent, for the rating (docs/protocol.md §2 `rating`), before the
+        # end: the socket closes after `conversation_ended`, and a rating comes on one resumed for it.
+        ended["rating_requested"] = True
+        add_message(session, conversation.id, sender=Sender.BOT, destination=Destination.CUSTOMER,
+                    body=f"Thanks for chatting with {conversation.agent_name or 'us'}. How would you rate this chat, "
+                         "from 1 (poor) to 5 (great)?", payload={"rating_prompt": True})
+    add_event(session, conversation.id, "conversation_ended", **ended)
     talkdesk_involved = previous in (ConversationState.HANDOFF_REQUESTED, ConversationState.AGENT_QUEUED,
                                      ConversationState.AGENT_ACTIVE)
     if by != "agent" and talkdesk_involved:
@@ -108,6 +151,16 @@ def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:
         uow.publish_after_commit(TALKDESK_DRAIN, conversation_id=conversation.id)
     uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
     return True
+
+
+def _transcript_link(conversation_id: str) -> str | None:
+    """A link for the customer to download the transcript; None where this process has no secret to
+    sign it with (it is the resume-token secret, which every edge node and the callback app have)."""
+    config = get_settings()
+    if config.resume_token_secret is None:
+        return None
+    return transcript_links.issue(config.resume_token_secret.get_secret_value(), conversation_id,
+                                  config.transcript_link_ttl)
 
 
 def _skip_pending(session: Session, conversation_id: str, destination: Destination, reason: str,

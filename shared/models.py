@@ -110,6 +110,15 @@ class Conversation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
     closed_at: Mapped[datetime | None]
+    # Since when it waits for an agent (Talkdesk took the handoff): its place in the queue.
+    queued_at: Mapped[datetime | None]
+    # The customer's rating of the chat, asked for when the agent ended it (1-5, a comment, redacted).
+    rating: Mapped[int | None] = mapped_column(Integer)
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime | None]
+
+
+Index("ix_conversations_queue", Conversation.state, Conversation.queued_at)
 
 
 class Message(Base):

@@ -77,6 +77,15 @@ class Ping(Frame):
     type: Literal["ping"]
 
 
+class Rating(Frame):
+    """Extension: the customer's rating of a chat the agent ended (asked for by `conversation_ended`
+    with `rating_requested`)."""
+
+    type: Literal["rating"]
+    score: int = Field(ge=1, le=5)
+    comment: str | None = Field(None, max_length=2000)
+
+
 # JSON nested deeper than this is refused as malformed, by the edge (bad_frame) and the callback app
 # (422), before it is parsed: Python's parser and every recursive walk over a value (redaction,
 # validation, the JSON column) would otherwise meet the interpreter's recursion limit at some depth
@@ -113,7 +122,7 @@ def json_depth(text: str | bytes) -> int:
 
 CLIENT_FRAMES: dict[str, type[Frame]] = {
     "hello": Hello, "resume": Resume, "message": CustomerMessage, "typing": Typing, "ack": Ack, "end": End,
-    "ping": Ping,
+    "ping": Ping, "rating": Rating,
 }
 
 # The last one is ours, beyond docs/protocol.md §2: the broker did not confirm a message; the client resends it

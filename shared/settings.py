@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     # A bot answer of several messages goes out one message per this many seconds (as if typed), so a
     # customer who writes first can cut the rest short where the bot allows it; 0 sends them at once.
     bot_typing_delay: float = Field(1.0, ge=0, le=30)
+    # While a conversation waits for an agent: a word to the customer (with their place in the queue)
+    # every this many seconds, and back to the bot after the timeout (0: wait for ever).
+    queue_update_interval: float = Field(30.0, gt=0, le=3600)
+    queue_timeout: float = Field(600.0, ge=0, le=24 * 3600)
+    # How long the transcript link given at the end of a chat works.
+    transcript_link_ttl: float = Field(24 * 3600.0, gt=0, le=30 * 24 * 3600)
 
     # How long customer data stays reachable.
     # Seconds a resume token works after it was issued (every welcome issues a fresh one): a token
@@ -168,7 +174,8 @@ class Settings(BaseSettings):
             _sqlite_file(value)
         return value.replace("postgresql://", "postgresql+psycopg://", 1)
 
-    @field_validator("retry_for", "delayed_after", mode="before")
+    @field_validator("retry_for", "delayed_after", "queue_update_interval", "queue_timeout", "transcript_link_ttl",
+                     mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         """Seconds, or a number with a unit: `900`, `90s`, `15m`, `1h`."""

@@ -16,11 +16,11 @@ from shared.db import session_scope
 from shared.domain import handoff_request
 from shared.leases import Lease, lock_conversation
 from shared.leases import drain as drain_with_lease
-from shared.lifecycle import DELIVER, close, fail_handoff, lose_agent_conversation
+from shared.lifecycle import close, fail_handoff, lose_agent_conversation, queue_for_agent
 from shared.message_status import DELIVERED
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, utcnow
 from shared.outbox import unit_of_work
-from shared.store import add_event, lock_message, next_pending, transcript_lines
+from shared.store import lock_message, next_pending, transcript_lines
 from workers.base import Failure, LexdeskTask, RetryLater, app, log, record_failure, retry_drain, settings
 
 
@@ -45,6 +45,7 @@ def _step(conversation_id: str, lease: Lease) -> None:
             lease.give_back(session)
             return
         message_id, event, body = message.id, message.event, message.body
+        end_of = message.payload.get("talkdesk_id") if event == "conversation_ended" else None
         # Globally unique and stable across retries and replays: the conversation's UUID and the row's
         # place in it (a row id would repeat across databases sharing one Talkdesk account).
         idempotency_key = f"lexdesk-{conversation_id}-{message.seq}"
@@ -64,8 +65,10 @@ def _step(conversation_id: str, lease: Lease) -> None:
                 talkdesk_id = client.start_conversation(start_body, idempotency_key=idempotency_key)
             _handoff_done(conversation_id, message_id, talkdesk_id, lease)
         elif event == "conversation_ended":
-            if talkdesk_id is not None:
-                _end_quietly(talkdesk_id)
+            # The id the end was queued for: a queue timeout has already let go of it on the row.
+            ending = end_of or talkdesk_id
+            if ending is not None:
+                _end_quietly(ending)
             _mark_delivered(message_id, lease)
         else:
             assert talkdesk_id is not None
@@ -122,9 +125,7 @@ def _handoff_done(conversation_id: str, message_id: int, talkdesk_id: str, lease
         _set_delivered(uow.session.get_one(Message, message_id), talkdesk_id)
         conversation.talkdesk_conversation_id = talkdesk_id
         if conversation.state == ConversationState.HANDOFF_REQUESTED:
-            conversation.state = ConversationState.AGENT_QUEUED
-            add_event(uow.session, conversation_id, "agent_queued")
-            uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+            queue_for_agent(uow, conversation)
         elif conversation.state == ConversationState.CLOSED:
             # The customer left while the handoff was in flight: the end row queued behind it ends it.
             log.info("handoff_completed_after_close", conversation_id=conversation_id)

@@ -16,7 +16,7 @@ from shared.celery_app import send_task
 from shared.db import session_scope
 from shared.embedded_broker import purge_consumed
 from shared.leases import lock_conversation
-from shared.lifecycle import DELIVER, LEX_DRAIN, TALKDESK_DRAIN, close
+from shared.lifecycle import DELIVER, LEX_DRAIN, TALKDESK_DRAIN, close, give_up_waiting
 from shared.models import (
     Connection,
     Conversation,
@@ -155,6 +155,39 @@ def still_waiting(self: Task, conversation_id: str, since_seq: int, prompts_sent
                              "timeout": timeout, "still_waiting": still_waiting, "reprompt": reprompt,
                              "slot": slot, "intent": intent},
                      countdown=max(0.0, started_at + next_at - time.time()))
+
+
+@app.task(name="timers.agent_queue", bind=True, base=LexdeskTask)
+def agent_queue(self: Task, conversation_id: str, updates_sent: int) -> None:
+    """While the conversation waits for an agent: every LEXDESK_QUEUE_UPDATE_INTERVAL a word to the
+    customer with their place in lexdesk's queue (conversations handed to Talkdesk and not yet taken,
+    oldest first), and after LEXDESK_QUEUE_TIMEOUT back to the bot. An agent joining ends the series.
+    The first call (from the outbox, at the handoff) only schedules the first step."""
+    config = settings()
+    if updates_sent > 0:
+        with unit_of_work(config) as uow:
+            conversation = lock_conversation(uow.session, conversation_id)
+            if conversation is None or conversation.state != ConversationState.AGENT_QUEUED \
+                    or conversation.queued_at is None:
+                return
+            waited = (utcnow() - as_utc(conversation.queued_at)).total_seconds()
+            if config.queue_timeout and waited >= config.queue_timeout - TIMER_SLACK_SECONDS:
+                give_up_waiting(uow, conversation, waited)
+                log.info("agent_queue_timed_out", conversation_id=conversation_id, waited=round(waited, 1))
+                return
+            ahead = uow.session.scalar(
+                select(func.count()).select_from(Conversation)
+                .where(Conversation.state == ConversationState.AGENT_QUEUED,
+                       Conversation.queued_at < conversation.queued_at)) or 0
+            add_message(uow.session, conversation_id, sender=Sender.SYSTEM, destination=Destination.CUSTOMER,
+                        body=f"Still waiting for an agent. You are number {ahead + 1} in the queue.",
+                        payload={"queue_position": ahead + 1})
+            uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+    countdown = config.queue_update_interval
+    if config.queue_timeout:
+        countdown = min(countdown, max(0.0, config.queue_timeout - updates_sent * config.queue_update_interval))
+    self.apply_async(kwargs={"conversation_id": conversation_id, "updates_sent": updates_sent + 1},
+                     countdown=countdown)
 
 
 @app.task(name="timers.bot_continues", bind=True, base=LexdeskTask)

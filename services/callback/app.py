@@ -26,8 +26,9 @@ from starlette.routing import Match
 
 from services.callback.codehook import add_code_hook_route
 from services.callback.http_server import uvicorn_options
-from services.callback.schemas import Accepted, AgentJoined, AgentMessage, Close, ReplayRequest, Webhook
-from shared import dead_letters, inbound
+from services.callback.schemas import Accepted, AgentJoined, AgentMessage, Close, ReplayRequest, Typing, Webhook
+from services.callback.transcript import transcript_text
+from shared import dead_letters, inbound, transcript_links
 from shared.celery_app import get_celery_app
 from shared.db import read_scope, session_scope
 from shared.message_status import delays
@@ -216,6 +217,10 @@ def create_app(settings: Settings) -> FastAPI:
     def agent_close(conversation_id: str, body: Annotated[Close | None, Body()] = None) -> Accepted:
         return store(conversation_id, inbound.agent_closed)
 
+    @app.post("/talkdesk/conversations/{conversation_id}/typing", status_code=202, dependencies=[TalkdeskAuth])
+    def agent_typing(conversation_id: str, body: Typing) -> Accepted:
+        return store(conversation_id, inbound.agent_typing, body.active)
+
     @app.post("/talkdesk/webhook", status_code=202, dependencies=[TalkdeskAuth])
     def webhook(body: Webhook) -> Accepted:
         model = {"conversation_started": AgentJoined, "message_created": AgentMessage,
@@ -358,6 +363,24 @@ def create_app(settings: Settings) -> FastAPI:
 
     # -- the chat page -------------------------------------------------------------------------------------
 
+    @app.get("/transcript/{conversation_id}", include_in_schema=False)
+    def transcript_download(conversation_id: str, expires: str | None = None, sig: str | None = None) -> Response:
+        """The customer's transcript link (shared/transcript_links.py): the stored, redacted transcript
+        of that one conversation, as text, until the link expires."""
+        assert settings.resume_token_secret is not None
+        problem = transcript_links.verify(settings.resume_token_secret.get_secret_value(), conversation_id,
+                                          expires, sig)
+        if problem is not None:
+            raise ApiError(403, "invalid_link", problem)
+        with read_scope(settings.database_url) as session:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:  # purged since (retention)
+                raise ApiError(404, "unknown_conversation", "this conversation is no longer kept")
+            text = transcript_text(conversation, transcript(session, conversation_id))
+        return PlainTextResponse(text, headers={
+            "Content-Disposition": f'attachment; filename="chat-{conversation_id[:8]}.txt"',
+            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def chat_page() -> HTMLResponse:
         return HTMLResponse(CHAT_PAGE.read_text().replace("{{EDGE_URL}}", settings.chat_edge_url))
@@ -372,6 +395,8 @@ def _conversation_json(c: Conversation) -> dict[str, Any]:
         "last_sentiment": c.last_sentiment, "last_seq": c.last_frame_seq, "acked_seq": c.acked_frame_seq,
         "closed_by": c.closed_by, "created_at": c.created_at.isoformat(),
         "closed_at": c.closed_at.isoformat() if c.closed_at else None,
+        "rating": ({"score": c.rating, "comment": c.rating_comment, "rated_at": c.rated_at.isoformat()
+                    if c.rated_at else None} if c.rating is not None else None),
     }
 
 

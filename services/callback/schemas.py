@@ -27,6 +27,10 @@ class AgentMessage(Body):
     created_at: str | None = Field(None, max_length=64)
 
 
+class Typing(Body):
+    active: bool
+
+
 class Close(Body):
     reason: str | None = Field(None, max_length=500)
 

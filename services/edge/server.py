@@ -49,6 +49,7 @@ from shared.protocol import (
     CustomerMessage,
     Frame,
     Hello,
+    Rating,
     Resume,
     describe_validation_error,
     error_frame,
@@ -190,7 +191,8 @@ class EdgeServer:
                 await session.websocket.send(json.dumps(frame))
             if isinstance(frame.get("seq"), int):
                 session.written_seq = max(session.written_seq, frame["seq"])
-            if frame.get("type") == "event" and frame.get("event") == "conversation_ended":
+            if frame.get("type") == "event" and frame.get("event") in ("conversation_ended", "rated"):
+                # A rating (asked for when the agent ends the chat) comes on a socket resumed for it.
                 session.closed = True
                 await session.websocket.close(1000, "conversation ended")
                 return
@@ -347,6 +349,8 @@ class EdgeServer:
                 await self._ack(session, frame)
             case _ if frame.type == "end":
                 await self._end(session)
+            case Rating():
+                await self._rate(session, frame)
             case _:
                 pass  # typing: Digital Connect has no typing indicator to forward it to
         return True
@@ -388,6 +392,13 @@ class EdgeServer:
             return
         session.hello_closer = asyncio.create_task(session.websocket.close(
             HELLO_TIMEOUT_CLOSE_CODE, f"no hello or resume within {self.settings.hello_timeout:g}s"))
+
+    async def _rate(self, session: CustomerSession, rating: Rating) -> None:
+        outcome = await self._store(session, None, inbound.customer_rated, self.settings, session.conversation_id,
+                                    rating.score, rating.comment)
+        if outcome == inbound.Outcome.IGNORED:
+            await self._send(session, error_frame("bad_frame", "nothing to rate: only a chat an agent ended is rated"))
+        # STORED: the `rated` event follows (and the socket is closed after it); DUPLICATE: rated before.
 
     async def _end(self, session: CustomerSession) -> None:
         if session.closed:

@@ -453,7 +453,8 @@ def test_describe_validation_error_names_nested_fields() -> None:
 def test_client_frames_table_and_error_frame() -> None:
     data: dict[str, Any] = {"type": "ping"}
     assert CLIENT_FRAMES["ping"].model_validate(data).type == "ping"
-    assert set(CLIENT_FRAMES) == {"hello", "resume", "message", "typing", "ack", "end", "ping"}
+    # The contract's seven, and the after-chat `rating` (an extension, docs/protocol.md §2).
+    assert set(CLIENT_FRAMES) == {"hello", "resume", "message", "typing", "ack", "end", "ping", "rating"}
     assert error_frame("bad_frame", "nope", "m-1") == {"type": "error", "code": "bad_frame", "message": "nope",
                                                        "id": "m-1"}
     assert error_frame("not_started", "hello first") == {"type": "error", "code": "not_started",
