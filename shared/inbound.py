@@ -36,6 +36,10 @@ class Outcome(StrEnum):
     CLOSED = "closed"
     UNKNOWN = "unknown"
     IGNORED = "ignored"
+    TOO_LONG = "too_long"  # longer than the bot takes (Lex RecognizeText: 1024 characters)
+
+
+LEX_MAX_TEXT = 1024
 
 
 def customer_message(settings: Settings, conversation_id: str, client_message_id: str, text: str) -> Outcome:
@@ -48,6 +52,8 @@ def customer_message(settings: Settings, conversation_id: str, client_message_id
         destination = destination_for_customer_message(conversation.state)
         if destination is None:
             return Outcome.CLOSED
+        if destination == Destination.LEX and len(text) > LEX_MAX_TEXT:
+            return Outcome.TOO_LONG  # Lex would refuse it for good: say so now, while the customer is here
         body, sensitive = stored_form(text, conversation.eliciting_slot if destination == Destination.LEX else None)
         sealed = None
         if sensitive and destination == Destination.LEX:

@@ -58,6 +58,15 @@ class CustomerMessage(Frame):
     id: str = Field(min_length=1, max_length=128)
     text: str = Field(min_length=1)
 
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # Blank is empty: Lex refuses it (text must have a length of at least 1 after trimming), and an
+        # agent has nothing to read.
+        if not value.strip():
+            raise ValueError("text must not be blank")
+        return value
+
 
 class Typing(Frame):
     type: Literal["typing"]

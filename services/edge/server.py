@@ -484,6 +484,10 @@ class EdgeServer:
         elif outcome == inbound.Outcome.CLOSED:
             session.closed = True
             await self._send(session, error_frame("conversation_closed", "this conversation has ended", message.id))
+        elif outcome == inbound.Outcome.TOO_LONG:
+            await self._send(session, error_frame(
+                "too_large", f"the assistant takes messages of at most {inbound.LEX_MAX_TEXT} characters; this one "
+                f"has {len(message.text)}: send it in parts", message.id))
 
     async def _ack(self, session: CustomerSession, ack: Ack) -> None:
         # Cumulative, and never beyond what this socket was sent: an ack for frames not shown yet would

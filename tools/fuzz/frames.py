@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from services.edge import tokens
+from shared.inbound import LEX_MAX_TEXT
 from shared.protocol import CLIENT_FRAMES, ERROR_CODES, MAX_JSON_DEPTH, json_depth
 from tools.fuzz import values as v
 from tools.fuzz.known import ack_ahead, frame_bug
@@ -136,6 +137,8 @@ def _field_strategies(max_depth: int) -> dict[str, dict[str, tuple[st.SearchStra
         "ack": {"seq": (seqs, wrong)},
         "end": {},
         "ping": {},
+        "rating": {"score": (st.integers(min_value=0, max_value=6), wrong),
+                   "comment": (st.one_of(NICE_TEXT, v.long_text((1999, 2000, 2001))), wrong)},
     }
 
 
@@ -310,7 +313,13 @@ def expect(payload: str | bytes, invalid_utf8: bool, started: bool, ended: bool,
     if not started:
         return Expect(frozenset({"error:not_started"}))
     if kind == "message":
-        return Expect(frozenset({"error:conversation_closed"} if ended else {"accepted", "error:rate_limited"}))
+        if ended:
+            return Expect(frozenset({"error:conversation_closed"}))
+        # Longer than Lex takes: refused while the bot answers (an agent would take it).
+        too_long = {"error:too_large"} if len(getattr(frame, "text", "")) > LEX_MAX_TEXT else set()
+        return Expect(frozenset({"accepted", "error:rate_limited", *too_long}))
+    if kind == "rating":  # only a chat an agent ended is rated; the fuzzer's are not
+        return Expect(frozenset({"error:bad_frame"}))
     if kind == "end" and ended:
         return Expect(frozenset({"error:conversation_closed"}))  # known to be over: answered without a write
     return Expect(frozenset({"none"}), ends=kind == "end")
@@ -398,6 +407,14 @@ class Socket:
                 continue
             if frame.get("type") == "error" and frame.get("id") == sentinel:
                 return result
+            if frame.get("type") == "status":
+                # What became of an earlier message (docs/protocol.md §2): pushed by the workers, not an
+                # answer to the frame just sent; its shape is checked all the same.
+                known = frame.get("status") in ("delivered", "delayed", "failed")
+                if not known or not isinstance(frame.get("id"), str):
+                    result.garbage.append(json.dumps(frame)[:200])
+                result.pushed += 1
+                continue
             if frame.get("type") in ("message", "event") and isinstance(frame.get("seq"), int):
                 result.pushed += 1
                 self.max_seq = max(self.max_seq, frame["seq"])
