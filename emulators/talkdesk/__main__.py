@@ -15,7 +15,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--callback-url", default=None, help="base URL of lexdesk's callback receiver")
     parser.add_argument("--callback-api-key", default=None)
     parser.add_argument("--touchpoint-id", default=EmulatorConfig().touchpoint_id)
-    parser.add_argument("--no-scripted-agent", action="store_true", help="only a person at /console answers")
+    parser.add_argument(
+        "--no-scripted-agent",
+        action="store_true",
+        help="nobody joins until a person takes the conversation at /console",
+    )
     parser.add_argument("--agent-join-delay", type=float, default=EmulatorConfig().agent_join_delay)
     parser.add_argument("--agent-reply-delay", type=float, default=EmulatorConfig().agent_reply_delay)
     parser.add_argument(

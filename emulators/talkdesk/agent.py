@@ -1,10 +1,15 @@
-"""The emulated Talkdesk agent: joins, greets, echoes, closes, and relays what a person types at /console.
+"""The emulated Talkdesk agent: joins, greets, echoes, closes, and relays what a person does at /console.
 
 Everything the agent does reaches lexdesk as an HTTP callback. Per conversation, callbacks go out strictly
 in order through one queue and one worker task (started when there is work, ended when there is none).
 Each finished job saves its conversation; with a state file, `resume()` re-queues at start-up what the
 previous process left undone (the join, queued messages, a pending close): at least once, since a
-callback that went out just before a crash is sent again, with the same message id.
+callback that went out just before a crash is sent again, with the same message id. Typing is the one
+exception: best effort, beside the queue (typing_lane.py).
+
+Presence is honest: someone joins a conversation only when someone takes it. With the scripted agent on,
+that is the scripted agent, `agent_join_delay` after the conversation is created; with it off, nobody
+joins until a person takes the conversation at /console, and then under that person's name.
 """
 
 from __future__ import annotations
@@ -13,21 +18,19 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-import httpx
-
+from .callbacks import CallbackSender
 from .config import EmulatorConfig
 from .state import AgentMessage, Conversation, Store, new_id, now_iso
+from .typing_lane import TypingLane
 
 log = logging.getLogger(__name__)
 
 CLOSE_COMMANDS = frozenset({"close", "/close"})
 GOODBYE = "Thanks for chatting with us. Goodbye!"
-MAX_ATTEMPTS = 10
-FIRST_BACKOFF = 0.2
-MAX_BACKOFF = 5.0
-CALLBACK_TIMEOUT = 5.0
+CONSOLE_AGENT_NAME = "Agent"
+"""The name a person at /console joins under when the console does not say one."""
 
 
 @dataclass
@@ -47,7 +50,8 @@ class Agent:
         self._store = store
         self._queues: dict[str, asyncio.Queue[Job]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._sender = CallbackSender(config, store.stats)
+        self._typing = TypingLane(self._sender, store)
 
     @property
     def enabled(self) -> bool:
@@ -56,10 +60,10 @@ class Agent:
     # lifecycle
 
     async def start(self) -> None:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=CALLBACK_TIMEOUT)
+        await self._sender.start()
 
     async def stop(self) -> None:
+        await self._typing.stop()
         workers = list(self._workers.values())
         for task in workers:
             task.cancel()
@@ -68,19 +72,19 @@ class Agent:
                 await task
         self._workers.clear()
         self._queues.clear()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._sender.stop()
 
     # what happens to a conversation
 
     def conversation_created(self, conv: Conversation) -> None:
-        if not self.enabled:
+        """Only the scripted agent takes a conversation by itself; without it the conversation waits
+        for a person at /console (`take_over`)."""
+        if not (self.enabled and self._config.scripted_agent):
             return
+        conv.agent_name = self._config.agent_name
         self._enqueue(conv.id, Job("join", delay=self._config.agent_join_delay))
-        if self._config.scripted_agent:
-            greeting = f"Hi, this is {self._config.agent_name}. How can I help you today?"
-            self._enqueue_message(conv, greeting, "scripted", delay=self._config.agent_reply_delay)
+        greeting = f"Hi, this is {self._config.agent_name}. How can I help you today?"
+        self._enqueue_message(conv, greeting, "scripted", delay=self._config.agent_reply_delay)
 
     def customer_message(self, conv: Conversation, content: str) -> None:
         if not (self.enabled and self._config.scripted_agent) or conv.taken_over or conv.closing:
@@ -103,6 +107,7 @@ class Agent:
 
     def forget(self, conversation_id: str) -> None:
         """Stop acting on a conversation: its pending jobs go, a callback in flight is cancelled."""
+        self._typing.cancel(conversation_id)
         task = self._workers.pop(conversation_id, None)
         if task is not None:
             task.cancel()
@@ -114,6 +119,8 @@ class Agent:
         A job is saved as done only once it is (`_run`), so what is not marked done here was not.
         """
         for conv in list(self._store.conversations.values()):
+            if conv.agent_name is None and conv.agent_joined_at is not None:
+                conv.agent_name = self._config.agent_name  # joined in a file written before names were kept
             if conv.status == "ended":
                 self._drop_queued(conv)
                 if self.enabled and conv.callback_in_flight == "close":
@@ -122,7 +129,10 @@ class Agent:
             if not self.enabled:
                 continue
             if conv.agent_joined_at is None:
-                self._enqueue(conv.id, Job("join"))
+                if conv.agent_name is None and self._config.scripted_agent:
+                    conv.agent_name = self._config.agent_name  # the scripted agent's join, from such a file
+                if conv.agent_name is not None:
+                    self._enqueue(conv.id, Job("join"))
             elif conv.callback_in_flight == "join":
                 self._enqueue(conv.id, Job("join", resend=True))
             for message in conv.agent_messages:
@@ -138,17 +148,34 @@ class Agent:
         if queued:
             self._store.save(conv)
 
-    def take_over(self, conv: Conversation) -> None:
+    def take_over(self, conv: Conversation, agent_name: str | None = None) -> None:
+        """A person at /console takes the conversation: the scripted agent stops answering it. If nobody
+        has joined it yet (scripted agent off), the person joins now, under `agent_name`."""
         if not conv.taken_over:
             conv.taken_over = True
-            conv.record("taken_over")
+            conv.record("taken_over", agent_name=agent_name)
+        if conv.agent_name is not None or conv.status == "ended" or conv.closing:
+            return
+        conv.agent_name = agent_name or CONSOLE_AGENT_NAME
+        if self.enabled:
+            self._enqueue(conv.id, Job("join"))
+        else:  # nobody to tell: the join is in effect at once
+            conv.agent_joined_at = now_iso()
+            conv.record("agent_joined", agent_name=conv.agent_name, callback=False)
 
-    def console_message(self, conv: Conversation, content: str) -> AgentMessage:
-        self.take_over(conv)
+    def console_message(self, conv: Conversation, content: str, agent_name: str | None = None) -> AgentMessage:
+        self.take_over(conv, agent_name)
         return self._enqueue_message(conv, content, "console")
+
+    def console_typing(self, conv: Conversation, active: bool) -> None:
+        """The person at /console started or stopped typing (the console debounces); best effort."""
+        conv.record("agent_typing", active=active, by="console")
+        if self.enabled:
+            self._typing.send(conv, active)
 
     def console_close(self, conv: Conversation) -> None:
         conv.record("close_requested", by="console")
+        self._typing.cancel(conv.id)
         if not self.enabled:
             conv.end("agent")
             return
@@ -161,11 +188,14 @@ class Agent:
     def _enqueue_message(
         self, conv: Conversation, content: str, source: Literal["scripted", "console"], delay: float = 0.0
     ) -> AgentMessage:
+        # A message ends the agent's typing for lexdesk: a typing callback still going out would only
+        # arrive stale, so it goes.
+        self._typing.cancel(conv.id)
         message = AgentMessage(
             seq=conv.next_seq(),
             id=new_id(),
             content=content,
-            author_name=self._config.agent_name,
+            author_name=conv.agent_name or self._config.agent_name,
             source=source,
             queued_at=now_iso(),
         )
@@ -223,11 +253,13 @@ class Agent:
 
     async def _act(self, conv: Conversation, job: Job) -> None:
         path = f"/talkdesk/conversations/{conv.id}"
+        deliver = self._sender.deliver
+        joiner = {"agent_name": conv.agent_name or self._config.agent_name}
         if job.resend:
             if job.kind == "join":
-                await self._deliver(conv, f"{path}/agent-joined", {"agent_name": self._config.agent_name})
+                await deliver(conv, f"{path}/agent-joined", joiner)
             else:
-                await self._deliver(conv, f"{path}/close", {"reason": job.reason})
+                await deliver(conv, f"{path}/close", {"reason": job.reason})
             conv.callback_in_flight = None
             return
         if conv.status == "ended" or (job.scripted and conv.taken_over):
@@ -237,62 +269,21 @@ class Agent:
                 conv.closing = False
             return
         if job.kind == "join":
+            if conv.agent_joined_at is not None:
+                return  # a conversation is joined once
             conv.agent_joined_at = now_iso()
-            conv.record("agent_joined", agent_name=self._config.agent_name)
+            conv.record("agent_joined", agent_name=joiner["agent_name"])
             conv.callback_in_flight = "join"
-            await self._deliver(conv, f"{path}/agent-joined", {"agent_name": self._config.agent_name})
+            await deliver(conv, f"{path}/agent-joined", joiner)
             conv.callback_in_flight = None
         elif job.kind == "message" and job.message is not None:
             message = job.message
             message.created_at = now_iso()
             conv.record("agent_message", id=message.id, source=message.source)
-            delivered = await self._deliver(conv, f"{path}/messages", message.payload())
+            delivered = await deliver(conv, f"{path}/messages", message.payload())
             message.delivery = "delivered" if delivered else "failed"
         elif job.kind == "close":
             conv.end("agent")
             conv.callback_in_flight = "close"
-            await self._deliver(conv, f"{path}/close", {"reason": job.reason})
+            await deliver(conv, f"{path}/close", {"reason": job.reason})
             conv.callback_in_flight = None
-
-    async def _deliver(self, conv: Conversation, path: str, body: dict[str, Any]) -> bool:
-        """POST one callback; retry connection errors, 5xx and 429 with backoff; never other 4xx."""
-        assert self._config.callback_url is not None
-        if self._client is None:
-            await self.start()
-        assert self._client is not None
-        url = self._config.callback_url.rstrip("/") + path
-        headers = {"X-Api-Key": self._config.callback_api_key} if self._config.callback_api_key else {}
-        stats = self._store.stats
-        backoff = FIRST_BACKOFF
-        problem = ""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            wait = backoff
-            try:
-                response = await self._client.post(url, json=body, headers=headers)
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.is_success:
-                    stats.callbacks_delivered += 1
-                    conv.record("callback_delivered", path=path, status=response.status_code, attempts=attempt)
-                    return True
-                problem = f"HTTP {response.status_code}"
-                if response.status_code != 429 and response.status_code < 500:
-                    stats.callback_failures += 1
-                    conv.record("callback_failed", path=path, error=problem, attempts=attempt, retried=False)
-                    return False
-                wait = max(wait, _retry_after(response))
-            if attempt < MAX_ATTEMPTS:
-                stats.callback_retries += 1
-                await asyncio.sleep(min(wait, MAX_BACKOFF))
-                backoff = min(backoff * 2, MAX_BACKOFF)
-        stats.callback_failures += 1
-        conv.record("callback_failed", path=path, error=problem, attempts=MAX_ATTEMPTS, retried=True)
-        return False
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return float(response.headers.get("Retry-After", "0"))
-    except ValueError:
-        return 0.0

@@ -23,7 +23,8 @@ class EmulatorConfig(BaseModel):
     agent_join_delay: float = Field(default=1.0, ge=0)
     agent_reply_delay: float = Field(default=0.3, ge=0)
     scripted_agent: bool = True
-    """Greet, echo every customer message and close on "close"; False: only a person at /console talks."""
+    """Join after `agent_join_delay`, greet, echo every customer message and close on "close". False: nobody
+    joins until a person takes the conversation at /console, who then joins under their own name."""
 
     token_ttl: float = Field(default=3600.0, gt=0)
 

@@ -1,4 +1,5 @@
-"""GET /console: a self-contained agent console (HTML + vanilla JS polling the /_emulator routes)."""
+"""GET /console: a self-contained agent console (HTML + vanilla JS polling the /_emulator routes, no build
+step, nothing loaded from elsewhere)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from functools import cache
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 CONSOLE_FILE = Path(__file__).with_name("console.html")
 
@@ -23,5 +24,10 @@ def build_console_router() -> APIRouter:
     @router.get("/console", response_class=HTMLResponse)
     async def console() -> HTMLResponse:
         return HTMLResponse(console_html(), headers={"Cache-Control": "no-store"})
+
+    @router.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        """No icon, and no 404 in the browser's console for the one it asks for anyway."""
+        return Response(status_code=204)
 
     return router

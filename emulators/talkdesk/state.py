@@ -106,6 +106,9 @@ class Conversation:
     callback_in_flight: Literal["join", "close"] | None = None
     """A join or close already in effect whose callback is still going out: a conversation saved meanwhile
     (by another call) tells a restarted emulator to send that callback again."""
+    agent_name: str | None = None
+    """Who joined, or is joining, the conversation: the scripted agent, or the person who took it at
+    /console; None while nobody has (`agent_joined_at` says when the join went out)."""
     agent_joined_at: str | None = None
     customer_messages: list[CustomerMessage] = field(default_factory=list)
     agent_messages: list[AgentMessage] = field(default_factory=list)
@@ -145,6 +148,7 @@ class Conversation:
             "taken_over": self.taken_over,
             "closing": self.closing,
             "agent_joined": self.agent_joined_at is not None,
+            "agent_name": self.agent_name,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -55,17 +56,26 @@ class Call:
     body: dict[str, Any]
     api_key: str | None
     status: int
+    received_at: float = 0.0
+    """time.monotonic() when the request came in (before any stall)."""
 
 
 class Receiver:
     """A stand-in for lexdesk's callback receiver: records every call; can fail the first N calls (of one
-    action only, with `fail_only`)."""
+    action only, with `fail_only`), and take `stall[action]` seconds to answer the calls of an action."""
 
-    def __init__(self, fail_first: int = 0, fail_status: int = 503, fail_only: str | None = None) -> None:
+    def __init__(
+        self,
+        fail_first: int = 0,
+        fail_status: int = 503,
+        fail_only: str | None = None,
+        stall: dict[str, float] | None = None,
+    ) -> None:
         self.calls: list[Call] = []
         self.fail_first = fail_first
         self.fail_status = fail_status
         self.fail_only = fail_only
+        self.stall = dict(stall or {})
         self._lock = threading.Lock()
         self.app = FastAPI()
 
@@ -73,13 +83,17 @@ class Receiver:
         async def callback(conversation_id: str, action: str, request: Request) -> JSONResponse:
             # Read the body before taking the (thread) lock: awaiting while holding it would let a second
             # callback, on the same event loop, block that loop on the lock forever.
+            received_at = time.monotonic()
             body = await request.json()
+            if self.stall.get(action):
+                await asyncio.sleep(self.stall[action])
             with self._lock:
                 failing = self.fail_first > 0 and self.fail_only in (None, action)
                 if failing:
                     self.fail_first -= 1
                 status = self.fail_status if failing else 202
-                self.calls.append(Call(conversation_id, action, body, request.headers.get("x-api-key"), status))
+                api_key = request.headers.get("x-api-key")
+                self.calls.append(Call(conversation_id, action, body, api_key, status, received_at))
             return JSONResponse({"accepted": not failing}, status_code=status)
 
     def accepted(self, conversation_id: str | None = None) -> list[Call]:
@@ -92,6 +106,13 @@ class Receiver:
 
     def messages(self, conversation_id: str) -> list[str]:
         return [c.body["content"] for c in self.accepted(conversation_id) if c.action == "messages"]
+
+    def actions(self, conversation_id: str) -> list[str]:
+        """What lexdesk accepted for the conversation, in order: "agent-joined", "typing", "messages"..."""
+        return [c.action for c in self.accepted(conversation_id)]
+
+    def typing(self, conversation_id: str) -> list[bool]:
+        return [bool(c.body["active"]) for c in self.accepted(conversation_id) if c.action == "typing"]
 
 
 @contextmanager
