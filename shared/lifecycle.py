@@ -12,23 +12,40 @@ from shared.message_status import FAILED, GONE_DETAIL
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, Sender, utcnow
 from shared.outbox import UnitOfWork
 from shared.settings import get_settings
-from shared.store import add_event, add_message
+from shared.store import add_event, add_message, next_pending
 
 DELIVER = "routing.deliver"
 LEX_DRAIN = "lex.drain"
 TALKDESK_DRAIN = "talkdesk.drain"
 STILL_WAITING = "timers.still_waiting"
 AGENT_QUEUE = "timers.agent_queue"
+# The error class of a customer message left for the agents outside business hours, not for the bot
+# (shared/left_messages.py); like `handed_over`, it reaches the agent in the handed-over transcript.
+LEFT_MESSAGE = "left_message"
 
 
 def request_handoff(uow: UnitOfWork, conversation: Conversation) -> None:
     """Queue the Talkdesk 'start conversation' call behind everything already bound for Talkdesk."""
     conversation.state = check_transition(conversation.state, ConversationState.HANDOFF_REQUESTED)
     add_event(uow.session, conversation.id, "handoff_requested")
-    add_message(uow.session, conversation.id, sender=Sender.SYSTEM, destination=Destination.TALKDESK,
-                kind="event", event="handoff_requested")
-    uow.publish_after_commit(TALKDESK_DRAIN, conversation_id=conversation.id)
+    queue_talkdesk_start(uow, conversation.id)
     uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
+
+
+def queue_talkdesk_start(uow: UnitOfWork, conversation_id: str) -> None:
+    """The row the talkdesk drain turns into 'start a conversation' with the transcript before it."""
+    add_message(uow.session, conversation_id, sender=Sender.SYSTEM, destination=Destination.TALKDESK,
+                kind="event", event="handoff_requested")
+    uow.publish_after_commit(TALKDESK_DRAIN, conversation_id=conversation_id)
+
+
+def mark_left_message(conversation: Conversation, message: Message) -> None:
+    """The customer's message for the agents, written outside business hours: kept in the transcript,
+    never sent to the bot, and handed over with the transcript at the opening (shared/left_messages.py)."""
+    message.status, message.error_class = MessageStatus.SKIPPED, LEFT_MESSAGE
+    message.last_error = "left for an agent outside business hours"
+    message.sealed_body = None
+    conversation.left_message_at = utcnow()
 
 
 def fail_handoff(uow: UnitOfWork, conversation: Conversation, reason: str) -> None:
@@ -118,6 +135,12 @@ def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:
     conversation.closed_by = by
     conversation.closed_at = utcnow()
     session = uow.session
+    if conversation.leave_message_requested_at is not None and conversation.left_message_at is None:
+        # The customer typed their message for the agents and ended the chat before the lex worker took
+        # it: it is the left message all the same, and still reaches an agent at the opening.
+        left = next_pending(session, conversation.id, Destination.LEX)
+        if left is not None and left.sender == Sender.CUSTOMER:
+            mark_left_message(conversation, left)
     # Whatever the bot has not answered yet will not be answered, nor will the rest of an answer it
     # was still pacing out (shared/pacing.py).
     _skip_pending(session, conversation.id, Destination.LEX, f"conversation closed by {by}")

@@ -116,9 +116,16 @@ class Conversation(Base):
     rating: Mapped[int | None] = mapped_column(Integer)
     rating_comment: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[datetime | None]
+    # A message left for the agents outside business hours (shared/left_messages.py). Requested: the
+    # customer was offered it, and the next message is the left one; both set: it waits for the opening;
+    # requested cleared again once it is handed over (left_message_at stays, for the record).
+    leave_message_requested_at: Mapped[datetime | None]
+    left_message_at: Mapped[datetime | None]
 
 
 Index("ix_conversations_queue", Conversation.state, Conversation.queued_at)
+# The opening's hand-over: conversations with a left message, oldest first.
+Index("ix_conversations_left_message", Conversation.left_message_at)
 
 
 class Message(Base):

@@ -17,6 +17,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared import business_hours
+
 ENV_PREFIX = "LEXDESK_"
 DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 STATE_DIR = Path(os.environ.get("LEXDESK_STATE_DIR", ".lexdesk")).resolve()
@@ -110,6 +112,11 @@ class Settings(BaseSettings):
     queue_timeout: float = Field(600.0, ge=0, le=24 * 3600)
     # How long the transcript link given at the end of a chat works.
     transcript_link_ttl: float = Field(24 * 3600.0, gt=0, le=30 * 24 * 3600)
+    # When agents are there (shared/business_hours.py): outside these hours asking for an agent offers
+    # to leave a message instead, handed over at the opening (shared/left_messages.py). Unset: always open.
+    business_hours: str | None = None  # "mon-fri 09:00-17:00, sat 10:00-14:00"
+    business_timezone: str = "UTC"  # IANA name: the hours and holidays are wall-clock times there
+    holidays: str | None = None  # ISO dates, closed all day: "2026-12-25, 2027-01-01"
 
     # How long customer data stays reachable.
     # Seconds a resume token works after it was issued (every welcome issues a fresh one): a token
@@ -187,6 +194,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"must be seconds or a duration such as 90s, 15m or 1h, got {value!r}") from None
         return value
 
+    @field_validator("business_hours")
+    @classmethod
+    def _business_hours(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # set but blank: as unset, always open
+        business_hours.parse_hours(value)  # ValueError says what is wrong
+        return value.strip()
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _business_timezone(cls, value: str) -> str:
+        business_hours.parse_zone(value.strip())
+        return value.strip()
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        business_hours.parse_holidays(value)
+        return value.strip()
+
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:
@@ -220,6 +249,11 @@ class Settings(BaseSettings):
     @property
     def uses_amqp(self) -> bool:
         return self.broker_url.startswith(("amqp", "pyamqp"))
+
+    @property
+    def business_schedule(self) -> business_hours.BusinessHours:
+        """The business hours as one object (parsed once per process: business_hours.schedule caches)."""
+        return business_hours.schedule(self.business_hours, self.business_timezone, self.holidays)
 
     @property
     def chat_edge_url(self) -> str:

@@ -47,6 +47,8 @@ def periodic_jobs() -> list[Job]:
     return [
         Job("sweep", interval, timers.sweep, hold=max(30.0, 4 * interval)),
         Job("close-inactive", 60.0, timers.close_inactive),
+        # Does nothing while closed; within a minute of the opening, hands over the left messages.
+        Job("left-messages", 60.0, timers.hand_over_left_messages),
         # Hourly is plenty for a cut-off counted in days; each run is bounded (timers.PURGE_MAX_SECONDS).
         Job("purge-expired", 3600.0, timers.purge_expired, hold=timers.PURGE_MAX_SECONDS + 60),
     ]

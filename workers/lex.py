@@ -16,7 +16,9 @@ from shared.clients.lex_models import LexModelsUnavailable, WaitAndContinue
 from shared.domain import BotTurn, is_escalation
 from shared.leases import Lease, lock_conversation
 from shared.leases import drain as drain_with_lease
-from shared.lifecycle import DELIVER, STILL_WAITING, request_handoff
+from shared.left_messages import ask_for_agent, awaits_message
+from shared.left_messages import take as take_left_message
+from shared.lifecycle import DELIVER, STILL_WAITING
 from shared.message_status import DELIVERED
 from shared.models import ConversationState, Destination, Message, MessageStatus, Sender, utcnow
 from shared.outbox import unit_of_work
@@ -68,6 +70,12 @@ def _step(conversation_id: str, lease: Lease) -> None:
             message.last_error = f"not sent to the bot: conversation is {conversation.state}"
             message.error_class = "handed_over"
             uow.notify(message, DELIVERED)
+            lease.settle(session, locked=True)
+            return
+        if awaits_message(conversation):
+            # Asked for an agent outside business hours, the customer was offered to leave a message:
+            # this is it. It is kept for the agents, not sent to the bot (shared/left_messages.py).
+            take_left_message(uow, conversation, message, config.business_schedule, utcnow())
             lease.settle(session, locked=True)
             return
         message_id, session_id, answering = message.id, conversation.lex_session_id, conversation.eliciting_slot
@@ -183,7 +191,8 @@ def _record_turn(conversation_id: str, message_id: int, turn: BotTurn, answer: A
             add_message(uow.session, conversation_id, sender=Sender.BOT, destination=Destination.CUSTOMER,
                         body=bot_message["text"], payload=payload, **columns)
         if is_escalation(turn, config.escalation_intent) and conversation.state in BOT_STATES:
-            request_handoff(uow, conversation)
+            # The handoff, or outside business hours the offer to leave a message (shared/left_messages.py).
+            ask_for_agent(uow, conversation, config.business_schedule, utcnow())
         elif turn.intent_state == "Waiting":
             # Lex wait-and-continue: the bot waits for the customer (e.g. to fetch a card). Over a stream
             # Lex would remind them itself; over text lexdesk does, as the bot's configuration says

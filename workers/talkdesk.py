@@ -128,6 +128,8 @@ def _handoff_done(conversation_id: str, message_id: int, talkdesk_id: str, lease
             queue_for_agent(uow, conversation)
         elif conversation.state == ConversationState.CLOSED:
             # The customer left while the handoff was in flight: the end row queued behind it ends it.
+            # (A message left outside business hours by a customer who ended the chat has none: the
+            # agent reads it and answers by other means; shared/left_messages.py.)
             log.info("handoff_completed_after_close", conversation_id=conversation_id)
         lease.settle(uow.session, locked=True)
 

@@ -6,7 +6,7 @@ process died at the wrong moment."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task
@@ -16,6 +16,7 @@ from shared.celery_app import send_task
 from shared.db import session_scope
 from shared.embedded_broker import purge_consumed
 from shared.leases import lock_conversation
+from shared.left_messages import hand_over_due, is_waiting, waiting
 from shared.lifecycle import DELIVER, LEX_DRAIN, TALKDESK_DRAIN, close, give_up_waiting
 from shared.models import (
     Connection,
@@ -171,7 +172,10 @@ def agent_queue(self: Task, conversation_id: str, updates_sent: int) -> None:
                     or conversation.queued_at is None:
                 return
             waited = (utcnow() - as_utc(conversation.queued_at)).total_seconds()
-            if config.queue_timeout and waited >= config.queue_timeout - TIMER_SLACK_SECONDS:
+            # A message left out of hours waits for an agent however long it takes: its customer may be
+            # gone, and ending the Talkdesk conversation would leave it unread.
+            timeout = config.queue_timeout if conversation.left_message_at is None else 0
+            if timeout and waited >= timeout - TIMER_SLACK_SECONDS:
                 give_up_waiting(uow, conversation, waited)
                 log.info("agent_queue_timed_out", conversation_id=conversation_id, waited=round(waited, 1))
                 return
@@ -208,22 +212,37 @@ def bot_continues(self: Task, conversation_id: str, due: bool = False) -> None:
 
 @app.task(name="timers.close_inactive", base=LexdeskTask)
 def close_inactive() -> int:
-    """Conversations nobody wrote in for `inactivity_timeout` end, and both sides are told."""
+    """Conversations nobody wrote in for `inactivity_timeout` end, and both sides are told. Not one whose
+    message left outside business hours waits for the opening: it stays open to be handed over live
+    (shared/left_messages.py)."""
     config = settings()
     cutoff = utcnow() - timedelta(seconds=config.inactivity_timeout)
     with session_scope(config.database_url) as session:
         idle = session.scalars(
             select(Conversation.id)
-            .where(and_(Conversation.state != ConversationState.CLOSED, Conversation.updated_at < cutoff))
+            .where(and_(Conversation.state != ConversationState.CLOSED, Conversation.updated_at < cutoff,
+                        ~waiting()))
             .limit(500)
         ).all()
     closed = 0
     for conversation_id in idle:
         with unit_of_work(config) as uow:
             conversation = lock_conversation(uow.session, conversation_id)
-            if conversation is not None and as_utc(conversation.updated_at) < cutoff:
+            if conversation is not None and as_utc(conversation.updated_at) < cutoff and not is_waiting(conversation):
                 closed += close(uow, conversation, by="timeout")
     return closed
+
+
+@app.task(name="timers.hand_over_left_messages", base=LexdeskTask)
+def hand_over_left_messages(now: datetime | None = None) -> int:
+    """At the opening (and every run while open), the messages left outside business hours go to
+    Talkdesk as handoffs, oldest first and bounded per run (shared/left_messages.py). A periodic job
+    (workers/app.py), not a Celery countdown to the opening: that may be days away, far beyond RabbitMQ's
+    consumer_timeout, and the schedule may change meanwhile. `now`: the clock, for tests."""
+    handed = hand_over_due(settings(), now or utcnow())
+    if handed:
+        log.info("left_messages_handed_over", conversations=handed)
+    return handed
 
 
 @app.task(name="timers.purge_expired", base=LexdeskTask)
