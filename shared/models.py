@@ -140,7 +140,7 @@ class Message(Base):
         UniqueConstraint("conversation_id", "talkdesk_message_id", name="uq_messages_talkdesk_message_id"),
         Index("ix_messages_outgoing", "conversation_id", "destination", "status", "seq"),
         Index("ix_messages_dead_letters", "status", "error_class", "created_at"),
-        Index("ix_messages_delayed", "delayed_at", "destination"),
+        Index("ix_messages_delayed", "status", "delayed_at", "destination"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
