@@ -91,7 +91,7 @@ class System:
     def __init__(self, workdir: Path, database_url: str, broker_url: str, *, edge_nodes: int = 1,
                  worker_queues: Sequence[str] = ("routing", "lex", "talkdesk", "timers"),
                  agent_join_delay: float = 0.3, extra_env: dict[str, str] | None = None,
-                 lex_args: Sequence[str] = ()) -> None:
+                 lex_args: Sequence[str] = (), scripted_agent: bool = True) -> None:
         self.workdir = workdir
         self.api_key = secrets.token_urlsafe(16)
         self.admin_token = secrets.token_urlsafe(16)
@@ -130,7 +130,8 @@ class System:
         self.procs: dict[str, Proc] = {
             "talkdesk": Proc("talkdesk", [*LEXDESK, "emulate", "talkdesk", "--port", talkdesk_port,
                                           "--callback-url", self.http_url, "--callback-api-key", self.api_key,
-                                          "--agent-join-delay", str(agent_join_delay)],
+                                          "--agent-join-delay", str(agent_join_delay),
+                                          *([] if scripted_agent else ["--no-scripted-agent"])],
                              self.env, logs / "talkdesk.log", f"http:{self.talkdesk_url}/healthz"),
             "lex": Proc("lex", [*LEXDESK, "emulate", "lex", "--port", lex_port, *lex_args], self.env, logs / "lex.log",
                         f"http:{self.lex_url}/healthz"),
