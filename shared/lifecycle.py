@@ -105,10 +105,17 @@ def give_up_waiting(uow: UnitOfWork, conversation: Conversation, waited: float) 
                      "You are back with the assistant; you can ask for an agent again at any time.")
     _skip_pending_and_tell(uow, conversation.id, "no agent took the chat", error_class="handoff_failed")
     if talkdesk_id:
-        add_message(uow.session, conversation.id, sender=Sender.SYSTEM, destination=Destination.TALKDESK,
-                    kind="event", event="conversation_ended", payload={"by": "timeout", "talkdesk_id": talkdesk_id})
-        uow.publish_after_commit(TALKDESK_DRAIN, conversation_id=conversation.id)
+        _end_at_talkdesk(uow, conversation.id, "timeout", talkdesk_id)
     uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
+
+
+def _end_at_talkdesk(uow: UnitOfWork, conversation_id: str, by: str, talkdesk_id: str | None) -> None:
+    """Queue the end of the Talkdesk conversation behind what is already bound there (so the agent
+    sees the customer's last messages first). The row names the Talkdesk conversation it ends: the
+    conversation may let go of that id before the row is drained (a queue timeout)."""
+    add_message(uow.session, conversation_id, sender=Sender.SYSTEM, destination=Destination.TALKDESK,
+                kind="event", event="conversation_ended", payload={"by": by, "talkdesk_id": talkdesk_id})
+    uow.publish_after_commit(TALKDESK_DRAIN, conversation_id=conversation_id)
 
 
 def _skip_pending_and_tell(uow: UnitOfWork, conversation_id: str, reason: str, error_class: str) -> None:
@@ -144,12 +151,8 @@ def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:
     # Whatever the bot has not answered yet will not be answered, nor will the rest of an answer it
     # was still pacing out (shared/pacing.py).
     _skip_pending(session, conversation.id, Destination.LEX, f"conversation closed by {by}")
-    session.execute(
-        update(Message)
-        .where(Message.conversation_id == conversation.id, Message.destination == Destination.NONE,
-               Message.status == MessageStatus.HELD)
-        .values(status=MessageStatus.SKIPPED, last_error=f"conversation closed by {by}")
-    )
+    _skip_pending(session, conversation.id, Destination.NONE, f"conversation closed by {by}",
+                  status=MessageStatus.HELD)
     if by == "agent":
         # Talkdesk has ended its side; sending there now would only earn 3016011.
         _skip_pending(session, conversation.id, Destination.TALKDESK, "conversation closed by agent")
@@ -168,10 +171,7 @@ def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:
     talkdesk_involved = previous in (ConversationState.HANDOFF_REQUESTED, ConversationState.AGENT_QUEUED,
                                      ConversationState.AGENT_ACTIVE)
     if by != "agent" and talkdesk_involved:
-        # Queued behind the customer's last messages, so the agent sees them before the end.
-        add_message(session, conversation.id, sender=Sender.SYSTEM, destination=Destination.TALKDESK,
-                    kind="event", event="conversation_ended", payload={"by": by})
-        uow.publish_after_commit(TALKDESK_DRAIN, conversation_id=conversation.id)
+        _end_at_talkdesk(uow, conversation.id, by, conversation.talkdesk_conversation_id)
     uow.publish_after_commit(DELIVER, conversation_id=conversation.id)
     return True
 
@@ -187,14 +187,15 @@ def _transcript_link(conversation_id: str) -> str | None:
 
 
 def _skip_pending(session: Session, conversation_id: str, destination: Destination, reason: str,
-                  error_class: str | None = None) -> None:
-    """Rows that will never go out stay in the transcript, marked so (and without a sealed copy)."""
+                  error_class: str | None = None, status: MessageStatus = MessageStatus.PENDING) -> None:
+    """Rows that will never go out stay in the transcript, marked so (and without a sealed copy);
+    `status`: which rows (pending ones, or the held rest of a paced bot answer)."""
     values: dict[str, object] = {"status": MessageStatus.SKIPPED, "last_error": reason, "sealed_body": None}
     if error_class is not None:
         values["error_class"] = error_class
     session.execute(
         update(Message)
         .where(Message.conversation_id == conversation_id, Message.destination == destination,
-               Message.status == MessageStatus.PENDING)
+               Message.status == status)
         .values(**values)
     )

@@ -65,7 +65,7 @@ def _step(conversation_id: str, lease: Lease) -> None:
                 talkdesk_id = client.start_conversation(start_body, idempotency_key=idempotency_key)
             _handoff_done(conversation_id, message_id, talkdesk_id, lease)
         elif event == "conversation_ended":
-            # The id the end was queued for: a queue timeout has already let go of it on the row.
+            # The id the end was queued for (rows of earlier versions name none: the conversation's).
             ending = end_of or talkdesk_id
             if ending is not None:
                 _end_quietly(ending)
