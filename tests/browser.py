@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps trying hosts this closed network refuses.
@@ -26,3 +26,29 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def open_chat(page: Page, url: str) -> None:
+    """The chat page, once it has its conversation (the input is enabled at `welcome`)."""
+    page.goto(url)
+    page.wait_for_selector("#text:not([disabled])", timeout=20_000)
+
+
+def say(page: Page, text: str) -> None:
+    """Type a message in the chat page and send it, as a customer does."""
+    page.fill("#text", text)
+    page.press("#text", "Enter")
+
+
+def wait_for_text(page: Page, selector: str, text: str, timeout: float = 20) -> None:
+    """Until some element matching `selector` contains `text`."""
+    page.wait_for_function("([s, t]) => [...document.querySelectorAll(s)].some(e => e.textContent.includes(t))",
+                           arg=[selector, text], timeout=timeout * 1000)
+
+
+# The state of the customer's newest bubble on the chat page (sending, sent, delayed, delivered, failed).
+LAST_FATE = "() => { const f = [...document.querySelectorAll('#log .fate')].pop(); return f && f.dataset.state; }"
+
+
+def wait_for_last_fate(page: Page, state: str, timeout: float = 30) -> None:
+    page.wait_for_function(f"() => ({LAST_FATE})() === {state!r}", timeout=timeout * 1000)

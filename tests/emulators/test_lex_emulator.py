@@ -17,10 +17,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +27,7 @@ from emulators.lex.app import DEFAULT_BOTS_DIR, create_app
 from emulators.lex.botdef import BotDefinitionError, load_bots_dir, parse_bot
 from emulators.lex.engine import DIALOG_ACTION_TYPES, INTENT_STATES, Conversation, LexEngine
 from emulators.lex.slot_values import extract_alphanumeric, extract_date, extract_number
+from tests.emulators.aws import lex_client
 from tools.harness.servers import serve_asgi
 
 BANK = "BANKINGBOT"
@@ -49,14 +48,7 @@ def lex_url() -> Iterator[str]:
 
 
 def make_client(url: str, **config: Any) -> Any:
-    return boto3.client(
-        "lexv2-runtime",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"total_max_attempts": 1}, **config),
-    )
+    return lex_client(url, **config)
 
 
 @pytest.fixture(scope="module")

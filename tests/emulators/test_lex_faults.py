@@ -17,15 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from emulators.lex.app import create_app
 from shared.clients.errors import TransientError
 from shared.clients.lex import LexClient
+from tests.emulators.aws import lex_client
 from tools.harness.servers import free_port, serve_asgi
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,14 +42,7 @@ def lex_url() -> Iterator[str]:
 
 
 def runtime(url: str) -> Any:
-    return boto3.client(
-        "lexv2-runtime",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    return lex_client(url)
 
 
 def lexdesk_client(url: str) -> LexClient:

@@ -16,14 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from emulators.lex import ids
 from emulators.lex.app import DEFAULT_BOTS_DIR, create_app
 from emulators.lex.botdef import BotDefinitionError, parse_bot
 from shared.clients.lex_models import LexModels
+from tests.emulators.aws import lex_client
 from tools.harness.servers import serve_asgi
 
 PAY = "PAYMENTBOT"
@@ -33,8 +32,7 @@ FAKE_AWS = {"aws_access_key_id": "x", "aws_secret_access_key": "x"}
 
 
 def client(service: str, url: str) -> Any:
-    return boto3.client(service, endpoint_url=url, region_name="us-east-1", **FAKE_AWS,
-                        config=Config(retries={"total_max_attempts": 1}))
+    return lex_client(url, service)
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from emulators.lex import ids
 from emulators.lex.app import DEFAULT_BOTS_DIR, create_app
 from emulators.lex.botdef import BotDefinitionError, parse_bot
+from tests.emulators.aws import lex_client
 from tools.harness.servers import serve_asgi
 
 PAY = "PAYMENTBOT"
@@ -35,14 +34,7 @@ def models_url() -> Iterator[str]:
 
 
 def models_client(url: str) -> Any:
-    return boto3.client(
-        "lexv2-models",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    return lex_client(url, "lexv2-models")
 
 
 @pytest.fixture(scope="module")

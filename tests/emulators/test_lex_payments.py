@@ -14,12 +14,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from emulators.lex import ids
 from emulators.lex.app import create_app
+from tests.emulators.aws import lex_client
 from tools.harness.servers import serve_asgi
 
 PAY = "PAYMENTBOT"
@@ -35,14 +34,7 @@ AGENT = "Sure, let me connect you with an agent."
 @pytest.fixture(scope="module")
 def lex() -> Iterator[Any]:
     with serve_asgi(create_app()) as url:
-        yield boto3.client(
-            "lexv2-runtime",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(retries={"total_max_attempts": 1}),
-        )
+        yield lex_client(url)
 
 
 def new_session() -> str:

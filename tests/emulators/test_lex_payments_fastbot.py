@@ -19,14 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 
 from emulators.lex.app import DEFAULT_BOTS_DIR, create_app
 from emulators.lex.botdef import BotDefinitionError, load_bots_dirs
 from shared.clients.lex_models import LexModels
+from tests.emulators.aws import lex_client
 from tools.harness.servers import free_port, serve_asgi
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,8 +67,7 @@ def url() -> Iterator[str]:
 
 
 def test_the_fast_bot_waits_like_the_payments_bot(url: str) -> None:
-    runtime = boto3.client("lexv2-runtime", endpoint_url=url, region_name="us-east-1", **FAKE_AWS,
-                           config=Config(retries={"total_max_attempts": 1}))
+    runtime = lex_client(url)
     session = f"fast-{uuid.uuid4().hex}"
     for text in ("I'd like to make a payment on my account", "1234", "$100"):
         runtime.recognize_text(botId=FAST, botAliasId="TSTALIASID", localeId="en_US", sessionId=session, text=text)
@@ -110,8 +108,7 @@ def test_bots_dir_flags_serve_the_real_bots_and_the_fast_one(command: list[str])
             if time.monotonic() > deadline:
                 pytest.fail(f"{args} did not answer /healthz within 30s")
             time.sleep(0.1)
-        models = boto3.client("lexv2-models", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                              **FAKE_AWS)
+        models = lex_client(f"http://127.0.0.1:{port}", "lexv2-models")
         assert {b["botId"] for b in models.list_bots()["botSummaries"]} == {"BANKINGBOT", "PAYMENTBOT", FAST}
     finally:
         process.terminate()

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -237,6 +238,19 @@ def test_agent_messages_queued_at_the_crash_are_delivered_after_the_restart(tmp_
             assert record(client, conversation_id)["agent_joined"] is True
 
 
+def restart_and_await_the_close(emulator: EmulatorProcess, receiver: Receiver, conversation_id: str
+                                ) -> dict[str, Any]:
+    """SIGKILL, lexdesk answering again, restart: the close callback goes out, after the join and the
+    two messages; the conversation's record then."""
+    emulator.kill()
+    receiver.fail_first = 0
+    emulator.start()
+    wait_until(lambda: any(c.action == "close" for c in receiver.accepted(conversation_id)))
+    assert [c.action for c in receiver.accepted(conversation_id)] == ["agent-joined", "messages", "messages", "close"]
+    with emulator.client() as client:
+        return record(client, conversation_id)
+
+
 def test_a_pending_close_is_done_after_the_restart(tmp_path: Path) -> None:
     receiver = Receiver(fail_first=10_000, fail_status=503)
     with receiver_and_emulator(tmp_path, receiver) as emulator:
@@ -245,19 +259,8 @@ def test_a_pending_close_is_done_after_the_restart(tmp_path: Path) -> None:
             conversation_id = create_with_key(client, token, "create-1").json()["id"]
             assert send(client, bearer(token), conversation_id, "close").status_code == 201
             assert record(client, conversation_id)["closing"] is True
-        emulator.kill()
-        receiver.fail_first = 0
-        emulator.start()
-        wait_until(lambda: any(c.action == "close" for c in receiver.accepted(conversation_id)))
-        assert [c.action for c in receiver.accepted(conversation_id)] == [
-            "agent-joined",
-            "messages",
-            "messages",
-            "close",
-        ]
-        with emulator.client() as client:
-            full = record(client, conversation_id)
-            assert full["status"] == "ended" and full["ended_by"] == "agent" and full["closing"] is False
+        full = restart_and_await_the_close(emulator, receiver, conversation_id)
+        assert full["status"] == "ended" and full["ended_by"] == "agent" and full["closing"] is False
 
 
 def test_a_close_whose_callback_was_in_flight_is_sent_after_the_restart(tmp_path: Path) -> None:
@@ -271,20 +274,9 @@ def test_a_close_whose_callback_was_in_flight_is_sent_after_the_restart(tmp_path
             assert record(client, conversation_id)["status"] == "ended"
             # lexdesk retries its last message: the replay saves the conversation with its close in flight.
             assert send(client, bearer(token, "bye"), conversation_id, "close").status_code == 201
-        emulator.kill()
-        receiver.fail_first = 0
-        emulator.start()
-        wait_until(lambda: any(c.action == "close" for c in receiver.accepted(conversation_id)))
-        assert [c.action for c in receiver.accepted(conversation_id)] == [
-            "agent-joined",
-            "messages",
-            "messages",
-            "close",
-        ]
-        with emulator.client() as client:
-            full = record(client, conversation_id)
-            assert full["status"] == "ended" and full["ended_by"] == "agent"
-            assert [e["type"] for e in full["events"]].count("ended") == 1
+        full = restart_and_await_the_close(emulator, receiver, conversation_id)
+        assert full["status"] == "ended" and full["ended_by"] == "agent"
+        assert [e["type"] for e in full["events"]].count("ended") == 1
 
 
 def test_a_forgotten_conversation_stays_forgotten_after_a_restart(tmp_path: Path) -> None:

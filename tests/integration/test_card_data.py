@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from shared.db import session_scope
 from shared.models import Conversation, Message
-from tests.browser import chromium
+from tests.browser import chromium, open_chat, say, wait_for_text
 from tests.integration.journeys import talkdesk_id, talkdesk_record
 from tests.integration.private import private_database, private_vhost
 from tools.harness.customer import Customer
@@ -145,16 +145,12 @@ STORED = "() => Object.fromEntries(Object.keys(sessionStorage).map(k => [k, sess
 
 
 def _open_chat(page: Page, system: System) -> None:
-    page.goto(f"{system.http_url}/")
-    page.wait_for_selector("#text:not([disabled])", timeout=20_000)
+    open_chat(page, f"{system.http_url}/")
 
 
 def _say(page: Page, text: str, answer: str) -> None:
-    page.fill("#text", text)
-    page.press("#text", "Enter")
-    page.wait_for_function(
-        "(a) => [...document.querySelectorAll('#log .bot, #log .agent')].some(e => e.textContent.includes(a))",
-        arg=answer, timeout=20_000)
+    say(page, text)
+    wait_for_text(page, "#log .bot, #log .agent", answer)
 
 
 def test_the_chat_page_keeps_no_card_data_in_session_storage(payments: System, tmp_path: Path) -> None:

@@ -10,41 +10,28 @@ import shutil
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page
 
-from tests.browser import chromium
+from tests.browser import chromium, open_chat, say, wait_for_text
 from tools.harness.system import System
 
 MESSAGES = "() => [...document.querySelectorAll('#log .msg')].map(e => e.className + ': ' + e.firstChild.textContent)"
 
 
-def _wait_for_text(page: Page, selector: str, text: str, timeout: float = 20) -> None:
-    page.wait_for_function(
-        "([s, t]) => [...document.querySelectorAll(s)].some(e => e.textContent.includes(t))",
-        arg=[selector, text], timeout=timeout * 1000)
-
-
-def _say(page: Page, text: str) -> None:
-    page.fill("#text", text)
-    page.press("#text", "Enter")
-
-
 def test_a_customer_goes_through_the_whole_chat_in_the_page(system: System, tmp_path: Path) -> None:
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 900, "height": 900})
-        page.goto(f"{system.http_url}/")
-        page.wait_for_selector("#text:not([disabled])", timeout=20_000)
-        _say(page, "what is my balance")
-        _wait_for_text(page, "#log .bot", "checking or savings")
+        open_chat(page, f"{system.http_url}/")
+        say(page, "what is my balance")
+        wait_for_text(page, "#log .bot", "checking or savings")
         buttons = page.locator("#log .card button")
         assert buttons.count() == 2
         buttons.first.click()  # "Checking"
-        _wait_for_text(page, "#log .bot", "Checking account balance is")
+        wait_for_text(page, "#log .bot", "Checking account balance is")
         assert page.locator("#log .card button:disabled").count() == 2  # a card answers once
         assert page.locator("#log .msg .time").count() >= 4  # every line has its time
 
-        _say(page, "I want to talk to an agent")
-        _wait_for_text(page, "#log .agent", "How can I help")
+        say(page, "I want to talk to an agent")
+        wait_for_text(page, "#log .agent", "How can I help")
         assert page.locator("#log .agent .author").first.inner_text() == "Alex"
         conversation_id = page.evaluate("() => JSON.parse(sessionStorage.getItem('lexdesk.chat')).conversation")
         with system.admin() as admin:
@@ -54,21 +41,21 @@ def test_a_customer_goes_through_the_whole_chat_in_the_page(system: System, tmp_
         page.wait_for_function("() => document.getElementById('typing').textContent === 'Alex is typing…'",
                                timeout=20_000)
 
-        _say(page, "my card was charged twice")
-        _wait_for_text(page, "#log .agent", "You said: my card was charged twice")
+        say(page, "my card was charged twice")
+        wait_for_text(page, "#log .agent", "You said: my card was charged twice")
         assert page.locator("#typing").inner_text() == ""  # the agent's message ends the typing
         before = page.evaluate(MESSAGES)
         page.reload()  # mid-conversation: the page resumes after what it showed
         page.wait_for_selector("#text:not([disabled])", timeout=20_000)
-        _say(page, "are you still there?")
-        _wait_for_text(page, "#log .agent", "You said: are you still there?")
+        say(page, "are you still there?")
+        wait_for_text(page, "#log .agent", "You said: are you still there?")
         after = page.evaluate(MESSAGES)
         assert after[:len(before)] == before  # nothing lost, nothing shown twice
         assert len(after) == len(set(after)) or after.count(after[0]) == 1
 
-        _say(page, "close")
+        say(page, "close")
         page.wait_for_selector("#rating", timeout=20_000)
-        _wait_for_text(page, "#log .bot", "How would you rate this chat")
+        wait_for_text(page, "#log .bot", "How would you rate this chat")
         assert page.locator("#text").is_disabled() and page.locator("#end").is_disabled()
         link = page.locator("#transcript").get_attribute("href")
         assert link and link.startswith(f"/transcript/{conversation_id}?")
@@ -76,7 +63,7 @@ def test_a_customer_goes_through_the_whole_chat_in_the_page(system: System, tmp_
         page.fill("#comment", "Alex was great")
         page.screenshot(path=str(tmp_path / "chat-rating.png"))
         page.click("#rating button[type=submit]")
-        _wait_for_text(page, "#after", "Thank you for your rating.")
+        wait_for_text(page, "#after", "Thank you for your rating.")
         page.screenshot(path=str(tmp_path / "chat-page.png"), full_page=True)
 
     with system.admin() as admin:

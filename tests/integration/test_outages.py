@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import chromium
+from tests.browser import chromium, open_chat, say, wait_for_last_fate
 from tests.integration.journeys import eventually, reach_agent, talkdesk_id, talkdesk_record
 from tools.harness.backends import backend
 from tools.harness.customer import Customer
@@ -206,9 +206,6 @@ def test_a_lex_outage_in_the_bot_phase_is_answered_in_order_once_lex_is_back(out
     asyncio.run(journey())
 
 
-FATE_OF_LAST = "() => { const f = [...document.querySelectorAll('#log .fate')].pop(); return f && f.dataset.state; }"
-
-
 def test_the_chat_page_shows_each_bubble_sending_delayed_delivered_and_failed_with_try_again(
         outage_system: System, tmp_path: Path) -> None:
     """In Chromium, the page the callback app serves: a Talkdesk outage turns the bubble `delayed`, then
@@ -217,29 +214,21 @@ def test_the_chat_page_shows_each_bubble_sending_delayed_delivered_and_failed_wi
     system = outage_system
     with chromium() as browser:
         page = browser.new_page()
-        page.goto(f"{system.http_url}/")
-        page.wait_for_selector("#text:not([disabled])", timeout=20_000)
+        open_chat(page, f"{system.http_url}/")
 
-        def say(text: str) -> None:
-            page.fill("#text", text)
-            page.press("#text", "Enter")
-
-        def last_fate_is(state: str, timeout: float) -> None:
-            page.wait_for_function(f"() => ({FATE_OF_LAST})() === {json.dumps(state)}", timeout=timeout * 1000)
-
-        say("I want to talk to an agent")
+        say(page, "I want to talk to an agent")
         page.wait_for_function("() => [...document.querySelectorAll('#log .agent')].length > 0", timeout=30_000)
-        last_fate_is("delivered", 10)
+        wait_for_last_fate(page, "delivered", 10)
 
         talkdesk_faults(system, error_rate=1.0)
         try:
-            say("are you there?")
-            last_fate_is("sent", 10)
-            last_fate_is("delayed", 30)
+            say(page, "are you there?")
+            wait_for_last_fate(page, "sent", 10)
+            wait_for_last_fate(page, "delayed", 30)
             page.screenshot(path=str(tmp_path / "bubble-delayed.png"))
         finally:
             talkdesk_faults(system)
-        last_fate_is("delivered", 30)
+        wait_for_last_fate(page, "delivered", 30)
         page.wait_for_function(
             "() => [...document.querySelectorAll('#log .agent')].some(e => e.textContent.includes('are you there?'))",
             timeout=30_000)
@@ -250,14 +239,14 @@ def test_the_chat_page_shows_each_bubble_sending_delayed_delivered_and_failed_wi
             lost = admin.get(f"/api/conversations/{conversation_id}").json()["talkdesk_conversation_id"]
         with system.talkdesk() as talkdesk:
             talkdesk.post(f"/_emulator/conversations/{lost}/forget").raise_for_status()
-        say("what is my balance")
-        last_fate_is("failed", 30)
+        say(page, "what is my balance")
+        wait_for_last_fate(page, "failed", 30)
         failed = page.locator("#log .fate").last
         assert "disconnected" in failed.inner_text() and failed.locator("button").inner_text() == "Try again"
         page.screenshot(path=str(tmp_path / "bubble-failed.png"))
         failed.locator("button").click()
         # Back with the bot now: the same words, sent again as a new message, get the bot's answer.
-        last_fate_is("delivered", 30)
+        wait_for_last_fate(page, "delivered", 30)
         page.wait_for_function(
             "() => [...document.querySelectorAll('#log .bot')].some(e => e.textContent.includes('or savings'))",
             timeout=30_000)

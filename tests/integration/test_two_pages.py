@@ -11,14 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page
 
-from tests.browser import chromium
+from tests.browser import chromium, open_chat, say, wait_for_last_fate, wait_for_text
 from tools.harness.backends import backend
 from tools.harness.system import System
 
 NAME_KEY = "talkdesk-emulator.agent-name"  # the console keeps the person's name here
-LAST_FATE = "() => { const f = [...document.querySelectorAll('#log .fate')].pop(); return f && f.dataset.state; }"
 
 
 @pytest.fixture(scope="module")
@@ -30,24 +28,13 @@ def person_answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]
         yield system
 
 
-def _has(page: Page, selector: str, text: str, timeout: float = 20) -> None:
-    page.wait_for_function("([s, t]) => [...document.querySelectorAll(s)].some(e => e.textContent.includes(t))",
-                           arg=[selector, text], timeout=timeout * 1000)
-
-
-def _say(page: Page, text: str) -> None:
-    page.fill("#text", text)
-    page.press("#text", "Enter")
-
-
 def test_customer_and_agent_in_two_pages(person_answers: System, tmp_path: Path) -> None:
     system = person_answers
     with chromium() as browser:
         customer = browser.new_page(viewport={"width": 900, "height": 900})
-        customer.goto(f"{system.http_url}/")
-        customer.wait_for_selector("#text:not([disabled])", timeout=20_000)
-        _say(customer, "I want to talk to an agent")
-        _has(customer, "#log .event", "Waiting for an agent")
+        open_chat(customer, f"{system.http_url}/")
+        say(customer, "I want to talk to an agent")
+        wait_for_text(customer, "#log .event", "Waiting for an agent")
         conversation_id = customer.evaluate("() => JSON.parse(sessionStorage.getItem('lexdesk.chat')).conversation")
         with system.admin() as admin:
             talkdesk_id = admin.get(f"/api/conversations/{conversation_id}").json()["talkdesk_conversation_id"]
@@ -59,18 +46,18 @@ def test_customer_and_agent_in_two_pages(person_answers: System, tmp_path: Path)
         agent.add_init_script(f"localStorage.setItem({NAME_KEY!r}, 'Sam Rivera')")
         agent.goto(f"{system.talkdesk_url}/console")
         agent.click(f".conv[data-id='{talkdesk_id}']", timeout=20_000)
-        _has(agent, "#previous", "I want to talk to an agent")
+        wait_for_text(agent, "#previous", "I want to talk to an agent")
         agent.click("#take-button")
-        _has(customer, "#log .event", "An agent joined: Sam Rivera")
+        wait_for_text(customer, "#log .event", "An agent joined: Sam Rivera")
         agent.fill("#agent-input", "Hi, I'm Sam")
         customer.wait_for_function("() => document.getElementById('typing').textContent === 'Sam Rivera is typing…'",
                                    timeout=20_000)
         agent.press("#agent-input", "Enter")
-        _has(customer, "#log .agent", "Hi, I'm Sam")
+        wait_for_text(customer, "#log .agent", "Hi, I'm Sam")
         assert customer.locator("#typing").inner_text() == ""
 
-        _say(customer, "my card was charged twice")
-        _has(agent, "#chat", "my card was charged twice")
+        say(customer, "my card was charged twice")
+        wait_for_text(agent, "#chat", "my card was charged twice")
         customer.reload()  # mid-conversation
         customer.wait_for_selector("#text:not([disabled])", timeout=20_000)
         assert customer.locator("#log .agent", has_text="Hi, I'm Sam").count() == 1  # shown once, not lost
@@ -78,24 +65,24 @@ def test_customer_and_agent_in_two_pages(person_answers: System, tmp_path: Path)
         with system.talkdesk() as talkdesk:
             talkdesk.put("/_emulator/faults", json={"error_rate": 1.0}).raise_for_status()
         try:
-            _say(customer, "hello? are you there?")
-            customer.wait_for_function(f"() => ({LAST_FATE})() === 'delayed'", timeout=30_000)
+            say(customer, "hello? are you there?")
+            wait_for_last_fate(customer, "delayed")
             customer.screenshot(path=str(tmp_path / "customer-delayed.png"))
         finally:
             with system.talkdesk() as talkdesk:
                 talkdesk.put("/_emulator/faults", json={"error_rate": 0.0}).raise_for_status()
-        customer.wait_for_function(f"() => ({LAST_FATE})() === 'delivered'", timeout=30_000)
-        _has(agent, "#chat", "hello? are you there?")
+        wait_for_last_fate(customer, "delivered")
+        wait_for_text(agent, "#chat", "hello? are you there?")
         agent.fill("#agent-input", "Yes, sorry: I am refunding the second charge now.")
         agent.press("#agent-input", "Enter")
-        _has(customer, "#log .agent", "refunding the second charge")
+        wait_for_text(customer, "#log .agent", "refunding the second charge")
         agent.screenshot(path=str(tmp_path / "agent-console.png"))
 
         agent.click("#end-button")
         customer.wait_for_selector("#rating", timeout=20_000)
         customer.check("#rating input[value='4']")
         customer.click("#rating button[type=submit]")
-        _has(customer, "#after", "Thank you for your rating.")
+        wait_for_text(customer, "#after", "Thank you for your rating.")
         customer.screenshot(path=str(tmp_path / "customer-rated.png"))
     with system.admin() as admin:
         state = admin.get(f"/api/conversations/{conversation_id}").json()

@@ -107,6 +107,15 @@ def test_a_drain_waiting_to_retry_keeps_the_lease_so_nothing_else_hammers_the_ve
     assert [m["content"] for m in record["customer_messages"]] == ["first", "second"]
 
 
+def with_an_agent(env: Env, node: EdgeNode) -> str:
+    """A conversation handed to Talkdesk, its customer's socket on `node`, nothing unread there yet."""
+    conversation_id = at_agent(env)
+    drain_until_settled(conversation_id)
+    with_socket(env, conversation_id)
+    node.frames()
+    return conversation_id
+
+
 def rows(env: Env, conversation_id: str) -> list[Message]:
     with session_scope(env.database_url) as session:
         return list(session.scalars(select(Message).where(Message.conversation_id == conversation_id)
@@ -116,10 +125,7 @@ def rows(env: Env, conversation_id: str) -> list[Message]:
 def test_a_failing_message_is_retried_for_as_long_as_retry_for_not_a_count(
         env: Env, monkeypatch: pytest.MonkeyPatch, node: EdgeNode) -> None:
     configure(monkeypatch, RETRY_FOR="1h")
-    conversation_id = at_agent(env)
-    drain_until_settled(conversation_id)
-    with_socket(env, conversation_id)
-    node.frames()
+    conversation_id = with_an_agent(env, node)
     faults(env, error_rate=1.0)
     customer_says(conversation_id, "hello", "are you there?")
     holder = None
@@ -137,10 +143,7 @@ def test_a_failing_message_is_retried_for_as_long_as_retry_for_not_a_count(
 def test_waiting_messages_are_reported_delayed_once_then_delivered_in_order(
         env: Env, monkeypatch: pytest.MonkeyPatch, node: EdgeNode) -> None:
     configure(monkeypatch, DELAYED_AFTER="0.2")
-    conversation_id = at_agent(env)
-    drain_until_settled(conversation_id)
-    with_socket(env, conversation_id)
-    node.frames()
+    conversation_id = with_an_agent(env, node)
     faults(env, error_rate=1.0)
     customer_says(conversation_id, "one", "first")
     customer_says(conversation_id, "two", "second")
@@ -168,10 +171,7 @@ def test_waiting_messages_are_reported_delayed_once_then_delivered_in_order(
 def test_past_retry_for_the_message_is_a_dead_letter_and_the_customer_reads_why(
         env: Env, monkeypatch: pytest.MonkeyPatch, node: EdgeNode) -> None:
     configure(monkeypatch, RETRY_FOR="0.3")
-    conversation_id = at_agent(env)
-    drain_until_settled(conversation_id)
-    with_socket(env, conversation_id)
-    node.frames()
+    conversation_id = with_an_agent(env, node)
     faults(env, error_rate=1.0)
     customer_says(conversation_id, "late", "hello?")
     time.sleep(0.4)
@@ -188,11 +188,8 @@ def test_a_conversation_talkdesk_forgot_goes_back_to_the_bot_and_the_next_agent_
     from workers import lex
 
     configure(monkeypatch)
-    conversation_id = at_agent(env)
-    drain_until_settled(conversation_id)
+    conversation_id = with_an_agent(env, node)
     first_talkdesk_id = str(_conversation(env, conversation_id).talkdesk_conversation_id)
-    with_socket(env, conversation_id)
-    node.frames()
     httpx.post(f"{env.talkdesk_url}/_emulator/conversations/{first_talkdesk_id}/forget").raise_for_status()
 
     customer_says(conversation_id, "lost-1", "is anyone there?")
