@@ -22,6 +22,11 @@ ALLOWED_TRANSITIONS: dict[S, frozenset[S]] = {
 }
 
 
+# Who answers the customer: the bot (also after a failed handoff), or the agent side (Talkdesk).
+BOT_STATES = frozenset({S.BOT, S.HANDOFF_FAILED})
+AGENT_SIDE_STATES = frozenset({S.HANDOFF_REQUESTED, S.AGENT_QUEUED, S.AGENT_ACTIVE})
+
+
 class InvalidTransition(ValueError):
     pass
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.db import read_scope
-from shared.domain import destination_for_customer_message
+from shared.domain import AGENT_SIDE_STATES, destination_for_customer_message
 from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER, close
 from shared.models import Conversation, ConversationState, Destination, Sender, utcnow
@@ -25,9 +25,6 @@ from shared.redaction import redact_text
 from shared.sealing import seal, stored_form
 from shared.settings import Settings
 from shared.store import add_event, add_message, find_by_client_message_id, find_by_talkdesk_message_id
-
-AGENT_SIDE_STATES = (ConversationState.HANDOFF_REQUESTED, ConversationState.AGENT_QUEUED,
-                     ConversationState.AGENT_ACTIVE)
 
 
 class Outcome(StrEnum):

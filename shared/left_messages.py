@@ -36,6 +36,7 @@ from sqlalchemy import ColumnElement, and_, select
 
 from shared.business_hours import BusinessHours
 from shared.db import session_scope
+from shared.domain import BOT_STATES
 from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER, LEFT_MESSAGE, mark_left_message, queue_talkdesk_start, request_handoff
 from shared.message_status import DELIVERED
@@ -44,7 +45,6 @@ from shared.outbox import UnitOfWork, unit_of_work
 from shared.settings import Settings
 from shared.store import add_event, add_message
 
-BOT_STATES = (ConversationState.BOT, ConversationState.HANDOFF_FAILED)
 HANDED_OVER_PER_RUN = 200  # conversations per run of the job; the rest go in the next runs, a minute apart
 
 OFFER = "Leave a message and an agent will get it when we open: type it now."

@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared import transcript_links
-from shared.domain import check_transition
+from shared.domain import AGENT_SIDE_STATES, check_transition
 from shared.message_status import FAILED, GONE_DETAIL
 from shared.models import Conversation, ConversationState, Destination, Message, MessageStatus, Sender, utcnow
 from shared.outbox import UnitOfWork
@@ -168,8 +168,7 @@ def close(uow: UnitOfWork, conversation: Conversation, by: str) -> bool:
                     body=f"Thanks for chatting with {conversation.agent_name or 'us'}. How would you rate this chat, "
                          "from 1 (poor) to 5 (great)?", payload={"rating_prompt": True})
     add_event(session, conversation.id, "conversation_ended", **ended)
-    talkdesk_involved = previous in (ConversationState.HANDOFF_REQUESTED, ConversationState.AGENT_QUEUED,
-                                     ConversationState.AGENT_ACTIVE)
+    talkdesk_involved = previous in AGENT_SIDE_STATES
     if by != "agent" and talkdesk_involved:
         _end_at_talkdesk(uow, conversation.id, by, conversation.talkdesk_conversation_id)
     uow.publish_after_commit(DELIVER, conversation_id=conversation.id)

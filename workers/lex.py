@@ -13,14 +13,14 @@ from celery import Task
 from shared.clients.errors import DeliveryError, classified
 from shared.clients.factory import lex_client, lex_models
 from shared.clients.lex_models import LexModelsUnavailable, WaitAndContinue
-from shared.domain import BotTurn, is_escalation
+from shared.domain import BOT_STATES, BotTurn, is_escalation
 from shared.leases import Lease, lock_conversation
 from shared.leases import drain as drain_with_lease
 from shared.left_messages import ask_for_agent, awaits_message
 from shared.left_messages import take as take_left_message
 from shared.lifecycle import DELIVER, STILL_WAITING
 from shared.message_status import DELIVERED
-from shared.models import ConversationState, Destination, Message, MessageStatus, Sender, utcnow
+from shared.models import Destination, Message, MessageStatus, Sender, utcnow
 from shared.outbox import unit_of_work
 from shared.pacing import cut_if_interrupted, hold
 from shared.redaction import MASK, is_sensitive_slot, redact_slots
@@ -37,8 +37,6 @@ from workers.base import (
     retry_drain,
     settings,
 )
-
-BOT_STATES = (ConversationState.BOT, ConversationState.HANDOFF_FAILED)
 
 
 @app.task(name="lex.drain", bind=True, base=LexdeskTask)

@@ -14,6 +14,7 @@ from sqlalchemy import Select, and_, exists, func, select, update
 
 from shared.celery_app import send_task
 from shared.db import session_scope
+from shared.domain import BOT_STATES
 from shared.embedded_broker import purge_consumed
 from shared.leases import lock_conversation
 from shared.left_messages import hand_over_due, is_waiting, waiting
@@ -123,8 +124,7 @@ def still_waiting(self: Task, conversation_id: str, since_seq: int, prompts_sent
     elapsed = time.time() - started_at
     with unit_of_work(config) as uow:
         conversation = lock_conversation(uow.session, conversation_id)
-        if conversation is None or conversation.state not in (ConversationState.BOT,
-                                                               ConversationState.HANDOFF_FAILED):
+        if conversation is None or conversation.state not in BOT_STATES:
             return
         answered = uow.session.scalar(select(exists().where(
             Message.conversation_id == conversation_id, Message.sender == Sender.CUSTOMER,
