@@ -17,7 +17,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from shared.celery_app import get_celery_app
 from shared.clients.errors import DeliveryError
 from shared.domain import backoff_seconds
-from shared.leases import Lease
+from shared.leases import Lease, lock_conversation
 from shared.lifecycle import DELIVER
 from shared.message_status import DELAYED, FAILED, failed_detail
 from shared.models import Destination, Message, MessageStatus, Sender, as_utc, utcnow
@@ -86,10 +86,15 @@ def _record_failure(message_id: int, error: DeliveryError, lease: Lease | None) 
     config = settings()
     with unit_of_work(config) as uow:
         session = uow.session
+        # The conversation's row lock before its message's, as every writer takes them (a message first
+        # and the conversation after, against a writer doing the opposite, deadlocks).
+        conversation_id = lease.conversation_id if lease is not None else session.get_one(
+            Message, message_id).conversation_id
+        locked = lock_conversation(session, conversation_id) is not None
         message = lock_message(session, message_id)
         if message.status != MessageStatus.PENDING:
             if lease is not None:
-                lease.settle(session)
+                lease.settle(session, locked=locked)
             return Failure.SUPERSEDED, message, 0.0
         now = utcnow()
         message.attempts += 1
@@ -110,7 +115,7 @@ def _record_failure(message_id: int, error: DeliveryError, lease: Lease | None) 
         countdown = 0.0 if dead else retry_delay(message, error)
         if lease is not None:
             if dead:
-                lease.settle(session)
+                lease.settle(session, locked=locked)
             else:
                 lease.hold_for_retry(session, countdown)
         return (Failure.DEAD if dead else Failure.RETRY), message, countdown

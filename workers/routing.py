@@ -37,6 +37,11 @@ def customer_acks(acks: list[list[Any]]) -> None:
     # `CASE conversation_id WHEN ... THEN seq END`: one statement for the batch, on PostgreSQL and SQLite.
     acked_up_to = case(rows, value=Message.conversation_id)
     with session_scope(settings().database_url) as session:
+        # The conversations' row locks first, in id order, then their messages': the order every other
+        # writer (delivery, a customer's message) takes them in. The other way round, an ack batch and a
+        # delivery of the same conversation deadlocked (seen with many sockets resuming one conversation).
+        session.execute(select(Conversation.id).where(Conversation.id.in_(list(rows)))
+                        .order_by(Conversation.id).with_for_update())
         session.execute(
             update(Message)
             .where(Message.conversation_id.in_(list(rows)), Message.frame_seq <= acked_up_to,

@@ -142,10 +142,12 @@ def _end_quietly(talkdesk_id: str) -> None:
 
 def _mark_delivered(message_id: int, lease: Lease, talkdesk_message_id: str | None = None) -> None:
     with unit_of_work(settings()) as uow:
+        # The conversation's row lock first, then its message's: the order every writer takes them in.
+        locked = lock_conversation(uow.session, lease.conversation_id) is not None
         message = lock_message(uow.session, message_id)
         if _set_delivered(message, talkdesk_message_id):
             uow.notify(message, DELIVERED)
-        lease.settle(uow.session)
+        lease.settle(uow.session, locked=locked)
 
 
 def _set_delivered(message: Message, external_id: str | None) -> bool:
