@@ -9,6 +9,7 @@ are sent again when the customer resumes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kombu import Exchange, Queue
@@ -19,6 +20,8 @@ EDGE_QUEUE_PREFIX = "edge."
 DEFAULT_EXCHANGE = Exchange("", type="direct")
 # A node that has not consumed its queue for this long is gone; RabbitMQ then deletes the queue.
 EDGE_QUEUE_EXPIRES_SECONDS = 120
+CATCH_UP_MORE = "more"  # a resumed socket's catch-up goes on in the next envelope
+CATCH_UP_DONE = "done"  # its last envelope: the socket's live frames may flow
 
 
 def edge_queue_name(node_id: str) -> str:
@@ -31,10 +34,19 @@ def edge_queue(node_id: str) -> Queue:
                  expires=EDGE_QUEUE_EXPIRES_SECONDS)
 
 
-def publish_frames(node_id: str, conversation_id: str, connection_id: str, frames: list[dict[str, Any]]) -> None:
-    """One broker message per batch keeps a conversation's frames in order on the node's queue."""
+def publish_frames(node_id: str, conversation_id: str, connection_ids: Sequence[str], frames: list[dict[str, Any]],
+                   catch_up: str | None = None) -> None:
+    """One broker message per batch keeps a conversation's frames in order on the node's queue, and
+    carries them to every socket of the conversation on that node (several tabs: one publish, not one
+    per tab). `catch_up` marks a resumed socket's own catch-up (CATCH_UP_MORE, then CATCH_UP_DONE on
+    the last batch): the node holds the socket's live frames back until it is done (services/edge)."""
     app = get_celery_app()
-    body = {"conversation_id": conversation_id, "connection_id": connection_id, "frames": frames}
+    body: dict[str, Any] = {"conversation_id": conversation_id, "connection_ids": list(connection_ids),
+                            "frames": frames}
+    if len(connection_ids) == 1:
+        body["connection_id"] = connection_ids[0]  # what edge nodes of the one-socket version read
+    if catch_up is not None:
+        body["catch_up"] = catch_up
     with app.producer_pool.acquire(block=True) as producer:
         producer.publish(body, exchange=DEFAULT_EXCHANGE, routing_key=edge_queue_name(node_id),
                          serializer="json", retry=True,

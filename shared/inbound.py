@@ -39,7 +39,11 @@ class Outcome(StrEnum):
 LEX_MAX_TEXT = 1024
 
 
-def customer_message(settings: Settings, conversation_id: str, client_message_id: str, text: str) -> Outcome:
+def customer_message(settings: Settings, conversation_id: str, client_message_id: str, text: str,
+                     connection_id: str | None = None) -> Outcome:
+    """`connection_id` is the socket the message came from: the conversation's other tabs are sent
+    its echo (after the commit; it costs a read of the live sockets, and a publish only if there are
+    others). None (not from a socket): no echo."""
     with unit_of_work(settings) as uow:
         conversation = lock_conversation(uow.session, conversation_id)
         if conversation is None:
@@ -56,8 +60,10 @@ def customer_message(settings: Settings, conversation_id: str, client_message_id
         if sensitive and destination == Destination.LEX:
             assert settings.data_key is not None, "the edge requires LEXDESK_DATA_KEY at start-up"
             sealed = seal(settings.data_key.get_secret_value(), text)
-        add_message(uow.session, conversation_id, sender=Sender.CUSTOMER, destination=destination, body=body,
-                    client_message_id=client_message_id, sealed_body=sealed)
+        message = add_message(uow.session, conversation_id, sender=Sender.CUSTOMER, destination=destination,
+                              body=body, client_message_id=client_message_id, sealed_body=sealed)
+        if connection_id is not None:
+            uow.notices.echo(message, conversation.last_frame_seq, connection_id)
         uow.publish_after_commit(f"{destination}.drain", conversation_id=conversation_id)
         return Outcome.STORED
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from shared.edge_bus import publish_frames
 from shared.models import Destination, Message, MessageStatus, Sender, as_utc
-from shared.store import current_connection
+from shared.store import Socket, by_node, live_sockets
 
 log = structlog.get_logger(__name__)
 
@@ -75,15 +75,19 @@ def current_status(message: Message) -> tuple[str, str | None] | None:
 
 @dataclass
 class Notices:
-    """Status frames gathered in one transaction, addressed in it, published after it commits."""
+    """Frames for customers gathered in one transaction, addressed in it, published after it commits:
+    status frames, and the echo of a customer's message for the conversation's other tabs. Each frame
+    goes to every live native socket of its conversation (the Lex Web UI's dialect has neither), except
+    the one an echo came from."""
 
-    frames: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # conversation id -> frames
-    addresses: dict[str, tuple[str, str]] = field(default_factory=dict)  # conversation id -> (node, socket)
+    # conversation id -> [(frame, the socket that must not get it)]
+    frames: dict[str, list[tuple[dict[str, Any], str | None]]] = field(default_factory=dict)
+    sockets: dict[str, list[Socket]] = field(default_factory=dict)  # conversation id -> its live sockets
 
     def add(self, message: Message, status: str, detail: str | None = None) -> None:
         notice = frame(message, status, detail)
         if notice is not None:
-            self.frames.setdefault(message.conversation_id, []).append(notice)
+            self.frames.setdefault(message.conversation_id, []).append((notice, None))
 
     def add_current(self, messages: Iterable[Message]) -> None:
         for message in messages:
@@ -91,22 +95,50 @@ class Notices:
             if status is not None:
                 self.add(message, *status)
 
+    def echo(self, message: Message, after_seq: int, from_connection: str | None) -> None:
+        """The customer's message, for the conversation's other tabs (docs/protocol.md §2 `echo`)."""
+        notice = echo_frame(message, after_seq)
+        if notice is not None:
+            self.frames.setdefault(message.conversation_id, []).append((notice, from_connection))
+
     def address(self, session: Session) -> None:
-        """In the transaction: which node holds each conversation's socket (native dialect only: the
-        Lex Web UI's protocol has no such frame)."""
+        """In the transaction: the sockets each conversation has now."""
         for conversation_id in self.frames:
-            connection = current_connection(session, conversation_id)
-            if connection is not None and connection.dialect == "native":
-                self.addresses[conversation_id] = (connection.node_id, connection.connection_id)
+            native = [s for s in live_sockets(session, conversation_id) if s.dialect == "native"]
+            if native:
+                self.sockets[conversation_id] = native
 
     def publish(self) -> None:
-        """After the commit. A failure is logged, never raised: the change has committed, and the next
-        resume tells the customer again."""
-        for conversation_id, (node_id, connection_id) in self.addresses.items():
-            try:
-                publish_frames(node_id, conversation_id, connection_id, self.frames[conversation_id])
-            except Exception as exc:
-                log.warning("status_publish_failed", conversation_id=conversation_id, error=repr(exc))
+        """After the commit: one publish per edge node, plus one for a socket that must miss its own
+        echo. A failure is logged, never raised: the change has committed, and the next resume tells
+        the customer again."""
+        for conversation_id, sockets in self.sockets.items():
+            entries = self.frames[conversation_id]
+            excluded = {skip for _, skip in entries if skip is not None}
+            for node_id, connection_ids in by_node(sockets).items():
+                self._send(node_id, conversation_id, [c for c in connection_ids if c not in excluded],
+                           [notice for notice, _ in entries])
+                for connection_id in excluded.intersection(connection_ids):
+                    self._send(node_id, conversation_id, [connection_id],
+                               [notice for notice, skip in entries if skip != connection_id])
+
+    @staticmethod
+    def _send(node_id: str, conversation_id: str, connection_ids: list[str], frames: list[dict[str, Any]]) -> None:
+        if not connection_ids or not frames:
+            return
+        try:
+            publish_frames(node_id, conversation_id, connection_ids, frames)
+        except Exception as exc:
+            log.warning("notice_publish_failed", conversation_id=conversation_id, error=repr(exc))
+
+
+def echo_frame(message: Message, after_seq: int) -> dict[str, Any] | None:
+    """A customer's message as another tab shows it: as stored (card data masked), after frame
+    `after_seq`; None for rows the customer did not send with an id."""
+    if message.sender != Sender.CUSTOMER or not message.client_message_id:
+        return None
+    return {"type": "echo", "id": message.client_message_id, "text": message.body,
+            "at": as_utc(message.created_at).strftime("%Y-%m-%dT%H:%M:%SZ"), "after_seq": after_seq}
 
 
 @dataclass(frozen=True)
@@ -140,7 +172,22 @@ def delays(session: Session) -> dict[str, Delay]:
 
 
 def snapshot(session: Session, conversation_id: str, notices: Notices) -> None:
-    """On resume: the current status of the conversation's newest customer messages."""
+    """On resume: the current status of the conversation's newest customer messages, for every socket."""
+    notices.add_current(_newest_customer_messages(session, conversation_id))
+
+
+def snapshot_frames(session: Session, conversation_id: str) -> list[dict[str, Any]]:
+    """On resume: the same, as frames for the one socket that resumed."""
+    frames = []
+    for message in _newest_customer_messages(session, conversation_id):
+        status = current_status(message)
+        notice = frame(message, *status) if status is not None else None
+        if notice is not None:
+            frames.append(notice)
+    return frames
+
+
+def _newest_customer_messages(session: Session, conversation_id: str) -> list[Message]:
     messages: Sequence[Message] = session.scalars(
         select(Message)
         .where(Message.conversation_id == conversation_id, Message.sender == Sender.CUSTOMER,
@@ -148,4 +195,4 @@ def snapshot(session: Session, conversation_id: str, notices: Notices) -> None:
         .order_by(Message.seq.desc())
         .limit(SNAPSHOT_LIMIT)
     ).all()
-    notices.add_current(reversed(messages))
+    return list(reversed(messages))

@@ -34,6 +34,9 @@ class Hello(Frame):
     customer: Customer | None = None
     locale: str | None = Field(None, max_length=32)
     attributes: dict[str, Any] | None = None
+    # Extension: send this socket `echo` frames, the customer's messages written in the conversation's
+    # other tabs (and, on resume, the customer's messages since last_seq).
+    echo: bool = False
 
     @field_validator("attributes")
     @classmethod
@@ -51,6 +54,7 @@ class Resume(Frame):
     type: Literal["resume"]
     resume_token: str = Field(min_length=1, max_length=512)
     last_seq: int = Field(0, ge=0)
+    echo: bool = False  # as in Hello
 
 
 class CustomerMessage(Frame):

@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     rate_limit_conversation_messages: int = Field(30, ge=1)
     # Messages per LEXDESK_RATE_LIMIT_WINDOW over all sockets of one client address (a NAT is many people).
     rate_limit_address_messages: int = Field(300, ge=1)
+    # Live sockets one conversation may have (several tabs each show it and can write); a newer one
+    # beyond this replaces the oldest, which is told (`superseded`, 4409). Every frame costs one publish
+    # per edge node holding a socket of it, so this bounds the fan-out a client can cause. 1: one tab.
+    max_sockets_per_conversation: int = Field(5, ge=1, le=50)
     # Sockets one address may hold open at once, and how many of them may lack a hello/resume; beyond
     # either, the WebSocket upgrade is refused with HTTP 429.
     address_max_sockets: int = Field(100, ge=1, le=1_000_000)

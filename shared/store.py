@@ -4,9 +4,9 @@ the services. Functions take an open session; the caller owns the transaction.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
@@ -166,26 +166,51 @@ def transcript_lines(messages: Sequence[Message]) -> list[TranscriptLine]:
     ]
 
 
+class Socket(NamedTuple):
+    """A live customer socket of a conversation: where its frames go."""
+
+    connection_id: str
+    node_id: str
+    dialect: str
+
+
 def attach_connection(session: Session, conversation_id: str, connection_id: str, node_id: str,
-                      dialect: str = "native") -> Connection:
-    """The new socket supersedes the conversation's older ones: their node may be dead, and could not
-    have said so. Their rows go (only a live row is ever read, by current_connection), so a conversation
-    keeps one row, not one per resume: a client resuming in a loop must not grow the table."""
-    session.execute(delete(Connection).where(Connection.conversation_id == conversation_id))
-    connection = Connection(conversation_id=conversation_id, connection_id=connection_id, node_id=node_id,
-                            dialect=dialect)
-    session.add(connection)
+                      dialect: str = "native", max_sockets: int = 1) -> list[Socket]:
+    """The new socket joins the conversation's live ones (several tabs each show it); the oldest live
+    ones beyond `max_sockets` in all make way, and are returned so that they can be told. Rows of
+    sockets that are gone are deleted here, so a conversation keeps at most `max_sockets` rows, not one
+    per resume: a client resuming in a loop must not grow the table. (A live row whose node died without
+    saying so is pushed out the same way, or goes when that node starts again: detach_node.)"""
+    session.execute(delete(Connection).where(Connection.conversation_id == conversation_id,
+                                             Connection.disconnected_at.is_not(None)))
+    live = live_sockets(session, conversation_id)
+    replaced = live[:max(0, len(live) - max_sockets + 1)]
+    if replaced:
+        session.execute(delete(Connection).where(
+            Connection.connection_id.in_([socket.connection_id for socket in replaced])))
+    session.add(Connection(conversation_id=conversation_id, connection_id=connection_id, node_id=node_id,
+                           dialect=dialect))
     session.flush()
-    return connection
+    return replaced
 
 
-def live_connections(session: Session, conversation_id: str) -> list[tuple[str, str]]:
-    """(connection id, node id) of the conversation's sockets that are attached now."""
+def live_sockets(session: Session, conversation_id: str) -> list[Socket]:
+    """The conversation's sockets that are attached now, oldest first."""
     rows = session.execute(
-        select(Connection.connection_id, Connection.node_id)
+        select(Connection.connection_id, Connection.node_id, Connection.dialect)
         .where(Connection.conversation_id == conversation_id, Connection.disconnected_at.is_(None))
+        .order_by(Connection.id)
     ).all()
-    return [(row.connection_id, row.node_id) for row in rows]
+    return [Socket(row.connection_id, row.node_id, row.dialect) for row in rows]
+
+
+def by_node(sockets: Iterable[Socket]) -> dict[str, list[str]]:
+    """Socket ids grouped by the edge node holding them: one publish per node carries a conversation's
+    frames to all of that node's sockets of it."""
+    grouped: dict[str, list[str]] = {}
+    for socket in sockets:
+        grouped.setdefault(socket.node_id, []).append(socket.connection_id)
+    return grouped
 
 
 def detach_connection(session: Session, connection_id: str) -> None:
@@ -203,16 +228,6 @@ def detach_node(session: Session, node_id: str) -> int:
         .where(Connection.node_id == node_id, Connection.disconnected_at.is_(None))
         .values(disconnected_at=utcnow())
     ).rowcount
-
-
-def current_connection(session: Session, conversation_id: str) -> Connection | None:
-    """The newest live socket of the conversation: a reconnect supersedes the older socket."""
-    return session.scalars(
-        select(Connection)
-        .where(Connection.conversation_id == conversation_id, Connection.disconnected_at.is_(None))
-        .order_by(Connection.id.desc())
-        .limit(1)
-    ).one_or_none()
 
 
 def customer_frame(message: Message) -> dict[str, Any]:

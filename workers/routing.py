@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import session_scope
-from shared.edge_bus import publish_frames
+from shared.edge_bus import CATCH_UP_DONE, CATCH_UP_MORE, publish_frames
 from shared.leases import lock_conversation
 from shared.lifecycle import DELIVER
-from shared.message_status import snapshot
-from shared.models import Conversation, Destination, Message, MessageStatus, utcnow
-from shared.outbox import unit_of_work
-from shared.store import current_connection, customer_frame
+from shared.message_status import echo_frame, snapshot, snapshot_frames
+from shared.models import Conversation, Destination, Message, MessageStatus, Sender, utcnow
+from shared.outbox import UnitOfWork, unit_of_work
+from shared.store import by_node, customer_frame, live_sockets
 from workers.base import LexdeskTask, app, settings
 
 FRAMES_PER_PUBLISH = 100
@@ -94,9 +94,16 @@ def _mark_delivered(session: Session, conversation_id: str, up_to: int) -> None:
 
 
 @app.task(name="routing.customer_resumed", base=LexdeskTask)
-def customer_resumed(conversation_id: str, last_seq: int) -> None:
-    """The customer reattached (any node) having shown everything up to `last_seq`: every later frame
-    goes out again, in order, to the new socket, with the status of the customer's messages."""
+def customer_resumed(conversation_id: str, last_seq: int, connection_id: str | None = None,
+                     echo: bool = False) -> None:
+    """The customer reattached (any node) having shown everything up to `last_seq`: that socket is sent
+    every later frame, in order (its catch-up), with the status of the customer's messages and, if it
+    asked for them (`echo`), the customer's own lines in their places. The conversation's other tabs
+    get none of it: they have it. The node holds the socket's live frames back until the catch-up is
+    done, and drops any it repeats (services/edge), so the socket sees each seq once and in order.
+
+    The catch-up is published under the conversation's row lock, as `deliver` publishes: a frame is
+    either in it or published after it to every socket, this one included."""
     with unit_of_work(settings()) as uow:
         conversation = lock_conversation(uow.session, conversation_id)
         if conversation is None:
@@ -106,25 +113,69 @@ def customer_resumed(conversation_id: str, last_seq: int) -> None:
         if last_seq > conversation.acked_frame_seq:
             _mark_delivered(uow.session, conversation_id, last_seq)
             conversation.acked_frame_seq = last_seq
-        # Every frame after last_seq, acknowledged before or not: a reloaded page resumes from 0 to
-        # show the whole conversation again (docs/protocol.md §2: "every server frame with seq > N").
-        uow.session.execute(
-            update(Message)
-            .where(Message.conversation_id == conversation_id, Message.destination == Destination.CUSTOMER,
-                   Message.frame_seq > last_seq,
-                   Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]))
-            .values(status=MessageStatus.PENDING)
-        )
+        if connection_id is None:
+            _resend_to_all(uow, conversation_id, last_seq)  # an edge node of the one-socket version
+            return
+        socket = next((s for s in live_sockets(uow.session, conversation_id) if s.connection_id == connection_id),
+                      None)
+        if socket is None:
+            return  # gone already: its next resume catches up
+        batches = _catch_up(uow.session, conversation_id, last_seq, echo=echo and socket.dialect == "native")
+        if socket.dialect == "native":
+            batches[-1].extend(snapshot_frames(uow.session, conversation_id))
+        for index, frames in enumerate(batches):
+            publish_frames(socket.node_id, conversation_id, [connection_id], frames,
+                           catch_up=CATCH_UP_DONE if index == len(batches) - 1 else CATCH_UP_MORE)
+        # Frames still pending are in the catch-up and go to every socket too (this one drops them).
         uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
-        # What became of the customer's own messages, which a reloaded page no longer knows.
-        snapshot(uow.session, conversation_id, uow.notices)
+
+
+def _catch_up(session: Session, conversation_id: str, last_seq: int, *, echo: bool) -> list[list[dict[str, Any]]]:
+    """Every frame after `last_seq` that is or will be shown, and with `echo` the customer's messages
+    since then, in transcript order, in batches of FRAMES_PER_PUBLISH (at least one, maybe empty)."""
+    shown = and_(Message.destination == Destination.CUSTOMER, Message.frame_seq > last_seq,
+                 Message.status.in_([MessageStatus.PENDING, MessageStatus.SENT, MessageStatus.DELIVERED]))
+    wanted = shown
+    if echo:
+        since = session.scalar(select(Message.seq).where(Message.conversation_id == conversation_id,
+                                                         Message.frame_seq == last_seq)) if last_seq else 0
+        wanted = or_(shown, and_(Message.sender == Sender.CUSTOMER, Message.client_message_id.is_not(None),
+                                 Message.seq > (since or 0)))
+    batches: list[list[dict[str, Any]]] = [[]]
+    after_seq = last_seq
+    for message in session.scalars(select(Message).where(Message.conversation_id == conversation_id, wanted)
+                                   .order_by(Message.seq)):
+        if message.frame_seq is not None and message.destination == Destination.CUSTOMER:
+            frame = customer_frame(message)
+            after_seq = message.frame_seq
+        else:
+            frame = echo_frame(message, after_seq)
+        if frame is None:
+            continue
+        if len(batches[-1]) >= FRAMES_PER_PUBLISH:
+            batches.append([])
+        batches[-1].append(frame)
+    return batches
+
+
+def _resend_to_all(uow: UnitOfWork, conversation_id: str, last_seq: int) -> None:
+    """Every frame after last_seq goes out again, to every socket (which drop what they have)."""
+    uow.session.execute(
+        update(Message)
+        .where(Message.conversation_id == conversation_id, Message.destination == Destination.CUSTOMER,
+               Message.frame_seq > last_seq,
+               Message.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]))
+        .values(status=MessageStatus.PENDING)
+    )
+    uow.publish_after_commit(DELIVER, conversation_id=conversation_id)
+    snapshot(uow.session, conversation_id, uow.notices)
 
 
 @app.task(name="routing.deliver", base=LexdeskTask)
 def deliver(conversation_id: str) -> None:
-    """Send the conversation's pending frames to the node holding the customer's socket, in one
-    transaction per batch. With no socket they stay pending and go out, in order, when the customer
-    resumes.
+    """Send the conversation's pending frames to every socket it has (several tabs), one publish per
+    edge node holding any, in one transaction per batch. With no socket they stay pending and go out,
+    in order, when the customer resumes.
 
     No drain lease: this makes no HTTP call, so it holds the conversation's row lock while it reads,
     publishes and marks the frames `sent`. Two deliveries of one conversation cannot interleave, and a
@@ -135,8 +186,8 @@ def deliver(conversation_id: str) -> None:
         with session_scope(url) as session:
             if lock_conversation(session, conversation_id) is None:
                 return
-            connection = current_connection(session, conversation_id)
-            if connection is None:
+            nodes = by_node(live_sockets(session, conversation_id))
+            if not nodes:
                 return
             messages = session.scalars(
                 select(Message)
@@ -147,8 +198,9 @@ def deliver(conversation_id: str) -> None:
             ).all()
             if not messages:
                 return
-            publish_frames(connection.node_id, conversation_id, connection.connection_id,
-                           [customer_frame(m) for m in messages])
+            frames = [customer_frame(m) for m in messages]
+            for node_id, connection_ids in nodes.items():
+                publish_frames(node_id, conversation_id, connection_ids, frames)
             now = utcnow()
             for message in messages:
                 message.status = MessageStatus.SENT

@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--agent-join-delay", type=float, default=EmulatorConfig().agent_join_delay)
     parser.add_argument("--agent-reply-delay", type=float, default=EmulatorConfig().agent_reply_delay)
     parser.add_argument(
+        "--customer-typing-ttl",
+        type=float,
+        default=EmulatorConfig().customer_typing_ttl,
+        help="seconds a customer's typing indicator lasts without a refresh",
+    )
+    parser.add_argument(
         "--state-file", default=None, help="SQLite file that keeps conversations, tokens and keys across restarts"
     )
     parser.add_argument("--seed", type=int, default=None)
@@ -34,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         scripted_agent=not args.no_scripted_agent,
         agent_join_delay=args.agent_join_delay,
         agent_reply_delay=args.agent_reply_delay,
+        customer_typing_ttl=args.customer_typing_ttl,
         state_file=args.state_file,
         seed=args.seed,
     )

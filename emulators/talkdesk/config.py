@@ -28,6 +28,11 @@ class EmulatorConfig(BaseModel):
 
     token_ttl: float = Field(default=3600.0, gt=0)
 
+    customer_typing_ttl: float = Field(default=8.0, gt=0)
+    """Seconds a customer's "typing: true" lasts without a refresh. lexdesk refreshes it at most every ~4 s
+    while the customer keeps typing, so twice that survives one late refresh, and a lost "false" (or a
+    customer who just left) clears by itself."""
+
     latency: float = Field(default=0.0, ge=0)
     """Seconds added to every Talkdesk API call."""
     error_rate: float = Field(default=0.0, ge=0, le=1)

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from .errors import invalid_body
 
@@ -47,6 +47,13 @@ class SendMessage(BaseModel):
 
     content: str = Field(min_length=1)
     attachments: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class CustomerTyping(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    # Strict: a lax bool would take "yes", "off" or 0, and a caller sending those has a bug worth a 422.
+    active: StrictBool
 
 
 Model = TypeVar("Model", bound=BaseModel)

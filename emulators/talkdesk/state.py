@@ -115,9 +115,42 @@ class Conversation:
     events: list[dict[str, Any]] = field(default_factory=list)
     _seq: int = 0
 
+    def __post_init__(self) -> None:
+        # time.monotonic() until which the customer counts as typing; None: not typing. Set here rather
+        # than declared as a field, so dataclasses.asdict() (the state file's document) leaves it out:
+        # customer typing is ephemeral, and a monotonic deadline means nothing to another process. A
+        # conversation read back from a state file starts with nobody typing.
+        self.customer_typing_until: float | None = None
+
     def next_seq(self) -> int:
         self._seq += 1
         return self._seq
+
+    def customer_typing(self, now: float | None = None) -> bool:
+        """Whether the customer is typing: said so, less than the typing ttl ago, in an open conversation.
+        A "true" that is never followed by a "false" (lost, or the customer went away) lapses by itself."""
+        if self.status != "open" or self.customer_typing_until is None:
+            return False
+        return (time.monotonic() if now is None else now) < self.customer_typing_until
+
+    def set_customer_typing(self, active: bool, ttl: float, reason: str = "stopped") -> bool:
+        """Start (or refresh, for `ttl` seconds more) or stop the customer's typing. Only a change is
+        recorded: lexdesk refreshes "true" every few seconds while the customer types, and an event per
+        refresh would bury the rest of the record. Whether something was recorded (the caller saves then).
+
+        A lapsed "true" is not recorded as stopped (nobody notices it lapse), so two "true" events in a row
+        mean the first one lapsed.
+        """
+        now = time.monotonic()
+        was = self.customer_typing(now)
+        self.customer_typing_until = now + ttl if active else None
+        if active == was:
+            return False
+        if active:
+            self.record("customer_typing", active=True)
+        else:
+            self.record("customer_typing", active=False, reason=reason)
+        return True
 
     def record(self, kind: str, **detail: Any) -> None:
         self.events.append({"at": now_iso(), "type": kind, **detail})
@@ -127,6 +160,7 @@ class Conversation:
         self.ended_by = by
         self.ended_at = now_iso()
         self.closing = False
+        self.customer_typing_until = None  # nobody is typing into an ended conversation
         self.record("ended", by=by)
 
     def summary(self) -> dict[str, Any]:
@@ -149,6 +183,7 @@ class Conversation:
             "closing": self.closing,
             "agent_joined": self.agent_joined_at is not None,
             "agent_name": self.agent_name,
+            "customer_typing": self.customer_typing(),
         }
 
     def to_dict(self) -> dict[str, Any]:

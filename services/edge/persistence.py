@@ -10,11 +10,11 @@ from shared.db import session_scope
 from shared.models import Conversation, ConversationState, as_utc, utcnow
 from shared.protocol import Hello
 from shared.store import (
+    Socket,
     attach_connection,
     create_conversation,
     detach_connection,
     detach_node,
-    live_connections,
 )
 
 
@@ -24,8 +24,9 @@ class Attached:
     state: str
     last_frame_seq: int
     acked_frame_seq: int = 0
-    # (connection id, node id) of the sockets this one replaced: they are told, then closed.
-    superseded: tuple[tuple[str, str], ...] = ()
+    # The oldest sockets this one replaced (beyond LEXDESK_MAX_SOCKETS_PER_CONVERSATION): they are told,
+    # then closed. The others stay, and show the conversation too.
+    superseded: tuple[Socket, ...] = ()
 
 
 def open_conversation(url: str, hello: Hello, connection_id: str, node_id: str) -> Attached:
@@ -43,20 +44,22 @@ def open_conversation(url: str, hello: Hello, connection_id: str, node_id: str) 
 
 
 def attach(url: str, conversation_id: str, connection_id: str, node_id: str,
-           dialect: str = "native", closed_grace: float | None = None) -> Attached | None:
-    """This socket becomes the conversation's one live socket; None if there is no such conversation,
+           dialect: str = "native", closed_grace: float | None = None, max_sockets: int = 1) -> Attached | None:
+    """This socket becomes one of the conversation's live sockets; None if there is no such conversation,
     or it ended more than `closed_grace` seconds ago (a reload right after the end still shows it; a
     token kept for later no longer opens the transcript)."""
     with session_scope(url) as session:
-        conversation = session.get(Conversation, conversation_id)
+        # Locked: concurrent resumes of one conversation count its sockets one after another, so a flood
+        # of them cannot leave more than max_sockets live.
+        conversation = session.get(Conversation, conversation_id, with_for_update=True)
         if conversation is None:
             return None
         if closed_grace is not None and _closed_before(conversation, utcnow() - timedelta(seconds=closed_grace)):
             return None
-        superseded = tuple(live_connections(session, conversation_id))
-        attach_connection(session, conversation_id, connection_id, node_id, dialect=dialect)
+        superseded = attach_connection(session, conversation_id, connection_id, node_id, dialect=dialect,
+                                       max_sockets=max_sockets)
         return Attached(conversation.id, conversation.state, conversation.last_frame_seq,
-                        conversation.acked_frame_seq, superseded)
+                        conversation.acked_frame_seq, tuple(superseded))
 
 
 def _closed_before(conversation: Conversation, cutoff: datetime) -> bool:

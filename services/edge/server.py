@@ -41,7 +41,7 @@ from services.edge.sessions import (
 )
 from shared import handles, inbound
 from shared.celery_app import get_celery_app, send_task
-from shared.edge_bus import publish_frames
+from shared.edge_bus import CATCH_UP_DONE, publish_frames
 from shared.protocol import (
     CLIENT_FRAMES,
     MAX_JSON_DEPTH,
@@ -74,7 +74,13 @@ HELLO_TIMEOUT_CLOSE_CODE = 4408
 # (native: this error frame) and the socket is closed with this code. The chat page does not reconnect
 # on it, or two tabs would take the conversation from each other for ever.
 SUPERSEDED_CLOSE_CODE = 4409
-SUPERSEDED = error_frame("superseded", "this conversation was opened in another window; this one is closed")
+SUPERSEDED = error_frame("superseded", "this conversation was opened in more windows than it may be shown in "
+                         "at once; this one, the oldest, is closed")
+# A resumed socket whose catch-up has not come within this many seconds (the routing queue is down, its
+# publish was lost), or that has held back this many live frames waiting for it, is closed with 1013 (try
+# again later): the client's next resume catches up, where waiting on would show nothing, or run out of memory.
+CATCH_UP_TIMEOUT_SECONDS = 60.0
+MAX_HELD_FRAMES = 2000
 
 
 class EdgeServer:
@@ -165,11 +171,49 @@ class EdgeServer:
     # -- frames from workers --------------------------------------------------------------------------
 
     def _on_envelope(self, envelope: dict[str, Any]) -> None:
-        session = self.registry.get(str(envelope.get("connection_id")))
-        if session is None or session.conversation_id != envelope.get("conversation_id"):
-            return  # the socket is gone; the frames stay unacknowledged and go out again on resume
-        for frame in envelope.get("frames", []):
+        ids = envelope.get("connection_ids")
+        if not isinstance(ids, list):
+            ids = [envelope.get("connection_id")]  # from a worker of the one-socket version
+        frames = envelope.get("frames", [])
+        for connection_id in ids:
+            session = self.registry.get(str(connection_id))
+            if session is None or session.conversation_id != envelope.get("conversation_id"):
+                continue  # the socket is gone; the frames stay unacknowledged and go out again on resume
+            catch_up = envelope.get("catch_up")
+            if catch_up is None and session.catching_up:
+                session.held.extend(frames)
+                if len(session.held) > MAX_HELD_FRAMES:
+                    self._catch_up_failed(session)
+                continue
+            for frame in frames:
+                session.outbound.put_nowait(frame)
+            if catch_up == CATCH_UP_DONE and session.catching_up:
+                self._caught_up(session)
+
+    def _caught_up(self, session: CustomerSession) -> None:
+        held = session.held
+        self._stop_catching_up(session)
+        for frame in held:
             session.outbound.put_nowait(frame)
+
+    def _catch_up_failed(self, session: CustomerSession) -> None:
+        session.catch_up_timer = None
+        if not session.catching_up:
+            return
+        log.warning("edge_catch_up_missing", conversation_id=session.conversation_id, held=len(session.held))
+        session.catching_up, session.held = False, []
+        session.closer = asyncio.create_task(session.websocket.close(1013, "could not catch up; resume again"))
+
+    def _stop_catching_up(self, session: CustomerSession) -> None:
+        session.catching_up, session.held = False, []
+        if session.catch_up_timer is not None:
+            session.catch_up_timer.cancel()
+            session.catch_up_timer = None
+
+    def _await_catch_up(self, session: CustomerSession) -> None:
+        session.catching_up = True
+        session.catch_up_timer = asyncio.get_running_loop().call_later(
+            CATCH_UP_TIMEOUT_SECONDS, self._catch_up_failed, session)
 
     async def _write_frames(self, session: CustomerSession) -> None:
         while True:
@@ -177,8 +221,13 @@ class EdgeServer:
             if frame == SUPERSEDED:
                 await self._send(session, frame)
                 session.closed = True
-                await session.websocket.close(SUPERSEDED_CLOSE_CODE, "opened in another window")
+                await session.websocket.close(SUPERSEDED_CLOSE_CODE, "opened in too many windows")
                 return
+            seq = frame.get("seq")
+            if isinstance(seq, int) and seq <= session.written_seq:
+                continue  # shown on this socket already: a catch-up overlapping live frames, a resend
+            if frame.get("type") == "echo" and not session.echo:
+                continue  # the client did not ask for the other tabs' lines
             if session.dialect == "lexwebui":
                 translated = lexwebui.server_frame(frame)
                 if translated is not None:
@@ -230,6 +279,7 @@ class EdgeServer:
         finally:
             if session.hello_timer is not None:
                 session.hello_timer.cancel()
+            self._stop_catching_up(session)
             if dialect == "lexwebui" and websocket.close_code == lexwebui.END_CLOSE_CODE:
                 # The Lex Web UI ends a live chat by closing with 4000.
                 await self._store(session, None, inbound.customer_ended, self.settings, session.conversation_id)
@@ -251,9 +301,10 @@ class EdgeServer:
         conversation_id = handles.verify(self._handle_secret, handle)
         attached = None
         if conversation_id is not None:
+            self._await_catch_up(session)
             attached = await self._store(session, None, persistence.attach, self.settings.database_url,
                                          conversation_id, session.connection_id, self.node_id, "lexwebui",
-                                         self.settings.closed_resume_grace)
+                                         self.settings.closed_resume_grace, self.settings.max_sockets_per_conversation)
             if attached is UNAVAILABLE:
                 await session.websocket.close(1013, "try again later")
                 return False
@@ -266,18 +317,20 @@ class EdgeServer:
         await self._tell_superseded(attached)
         # Everything the Lex Web UI has not been written yet (what was written to it counts as shown).
         await self._publish_or_error(session, "routing.customer_resumed", None,
-                                     conversation_id=attached.conversation_id, last_seq=attached.acked_frame_seq)
+                                     conversation_id=attached.conversation_id, last_seq=attached.acked_frame_seq,
+                                     connection_id=session.connection_id)
         return True
 
     async def _tell_superseded(self, attached: persistence.Attached) -> None:
-        """The conversation's older sockets are told they were replaced and closed (by the node that
-        holds them), never left open and silently starved: one conversation, one live socket."""
-        for connection_id, node_id in attached.superseded:
+        """The conversation's oldest sockets beyond LEXDESK_MAX_SOCKETS_PER_CONVERSATION are told they were
+        replaced and closed (by the node that holds them), never left open and silently starved."""
+        for socket in attached.superseded:
             try:
-                await self._io(publish_frames, node_id, attached.conversation_id, connection_id, [SUPERSEDED])
+                await self._io(publish_frames, socket.node_id, attached.conversation_id, [socket.connection_id],
+                               [SUPERSEDED])
             except Exception as exc:  # the old node may be gone: its socket is gone with it
-                log.warning("supersede_notice_failed", conversation_id=attached.conversation_id, node_id=node_id,
-                            error=repr(exc))
+                log.warning("supersede_notice_failed", conversation_id=attached.conversation_id,
+                            node_id=socket.node_id, error=repr(exc))
 
     async def _on_lexwebui_frame(self, session: CustomerSession, raw: str | bytes) -> None:
         text = lexwebui.customer_text(raw)
@@ -288,7 +341,7 @@ class EdgeServer:
             log.warning("lexwebui_rate_limited", conversation_id=session.conversation_id)
             return
         await self._store(session, None, inbound.customer_message, self.settings, session.conversation_id,
-                          uuid.uuid4().hex, text)
+                          uuid.uuid4().hex, text, session.connection_id)
 
     async def _send(self, session: CustomerSession, frame: dict[str, Any]) -> None:
         if session.dialect != "native":
@@ -430,6 +483,7 @@ class EdgeServer:
         return f"{self.settings.rate_limit_conversation_messages} messages in {window} in this conversation"
 
     async def _hello(self, session: CustomerSession, hello: Hello) -> bool:
+        session.echo = hello.echo
         attached = await self._store(session, None, persistence.open_conversation, self.settings.database_url,
                                      hello, session.connection_id, self.node_id)
         return attached is not UNAVAILABLE and await self._welcome(session, attached)
@@ -438,21 +492,27 @@ class EdgeServer:
         conversation_id = tokens.verify(self._secret, resume.resume_token)
         attached = None
         if conversation_id is not None:
+            # Live frames can reach this socket once it is attached: they wait for its catch-up.
+            self._await_catch_up(session)
             # A conversation closed longer ago than the grace period is as unknown as a forged token.
             attached = await self._store(session, None, persistence.attach, self.settings.database_url,
                                          conversation_id, session.connection_id, self.node_id, "native",
-                                         self.settings.closed_resume_grace)
+                                         self.settings.closed_resume_grace, self.settings.max_sockets_per_conversation)
             if attached is UNAVAILABLE:
+                self._stop_catching_up(session)
                 return False  # the client was told; it may try again
         if attached is None:
+            self._stop_catching_up(session)
             await self._send(session, error_frame("invalid_token", "resume token is not valid"))
             return False
         await self._tell_superseded(attached)
+        session.echo = resume.echo
         await self._welcome(session, attached)
         session.written_seq = min(resume.last_seq, attached.last_frame_seq)  # shown on an earlier socket
-        # Frames after last_seq are sent again by a worker, after this welcome, in order.
+        # Frames after last_seq come from a worker, to this socket alone, after this welcome, in order.
         await self._publish_or_error(session, "routing.customer_resumed", None,
-                                     conversation_id=attached.conversation_id, last_seq=resume.last_seq)
+                                     conversation_id=attached.conversation_id, last_seq=resume.last_seq,
+                                     connection_id=session.connection_id, echo=resume.echo)
         return True
 
     async def _welcome(self, session: CustomerSession, attached: persistence.Attached) -> bool:
@@ -478,7 +538,7 @@ class EdgeServer:
                                                   message.id))
             return
         outcome = await self._store(session, message.id, inbound.customer_message, self.settings,
-                                    session.conversation_id, message.id, message.text)
+                                    session.conversation_id, message.id, message.text, session.connection_id)
         if outcome in (inbound.Outcome.STORED, inbound.Outcome.DUPLICATE):
             await self._send(session, {"type": "accepted", "id": message.id})
         elif outcome == inbound.Outcome.CLOSED:

@@ -203,6 +203,13 @@ class CustomerSession:
     acked_seq: int = 0
     written_seq: int = 0  # the highest seq written to this socket
     outbound: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    echo: bool = False  # the client asked for `echo` frames (the customer's lines from other tabs)
+    # Resumed, and its catch-up (routing.customer_resumed) not all here yet: the conversation's live
+    # frames wait in `held` behind it, so the socket is shown every seq once and in order.
+    catching_up: bool = False
+    held: list[dict[str, Any]] = field(default_factory=list)
+    catch_up_timer: asyncio.TimerHandle | None = None
+    closer: asyncio.Task[None] | None = None  # closing it for want of a catch-up (kept: tasks are weak)
 
 
 class SessionRegistry:

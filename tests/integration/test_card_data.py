@@ -142,6 +142,7 @@ def test_the_card_expiry_date_is_never_stored_in_clear(payments: System) -> None
 SHOWN = ("() => [...document.querySelectorAll('#log .msg')].map(e => { const c = e.cloneNode(true); "
          "c.querySelectorAll('.time').forEach(t => t.remove()); return {cls: e.className, text: c.textContent}; })")
 STORED = "() => Object.fromEntries(Object.keys(sessionStorage).map(k => [k, sessionStorage.getItem(k)]))"
+SHARED = "() => Object.fromEntries(Object.keys(localStorage).map(k => [k, localStorage.getItem(k)]))"
 
 
 def _open_chat(page: Page, system: System) -> None:
@@ -163,6 +164,7 @@ def test_the_chat_page_keeps_no_card_data_in_session_storage(payments: System, t
         for text, answer in PAYMENT_STEPS:
             _say(page, text, answer)
         stored: dict[str, str] = page.evaluate(STORED)
+        shared: dict[str, str] = page.evaluate(SHARED)
         shown_before = page.evaluate(SHOWN)
         page.screenshot(path=str(tmp_path / "payment-before-reload.png"))
         page.reload()
@@ -175,7 +177,10 @@ def test_the_chat_page_keeps_no_card_data_in_session_storage(payments: System, t
     assert list(stored) == ["lexdesk.chat"]
     assert _no_clear_card(json.dumps(stored)) and EXPIRY not in json.dumps(stored), stored
     kept = json.loads(stored["lexdesk.chat"])
-    assert set(kept) == {"conversation", "token", "lastSeq", "maskNext", "entries"}
+    assert set(kept) == {"conversation", "lastSeq", "maskNext", "entries"}
+    # What the site's tabs share (localStorage) is the conversation and its resume token, nothing more.
+    assert list(shared) == ["lexdesk.session"]
+    assert set(json.loads(shared["lexdesk.session"])) == {"conversation", "token"}
     assert [e["text"] for e in kept["entries"] if e["cls"] == "customer"] == STORED_ANSWERS
     assert CVV not in json.dumps(kept["entries"])
     # What the page shows (live, and restored after the reload) is what the server stored.
@@ -200,28 +205,33 @@ def test_a_card_number_the_customer_types_is_masked_in_what_the_page_keeps(payme
     assert _no_clear_card(json.dumps(stored)) and _no_clear_card(json.dumps(shown))
 
 
-def test_a_second_window_takes_the_chat_over_and_the_first_says_so(payments: System, tmp_path: Path) -> None:
-    """The conversation opened in a second window (its sessionStorage copied, as a duplicated tab has
-    it): the first is closed with 4409 and says so instead of reconnecting, which would take the chat
-    back and start the two windows taking it from each other for ever."""
+def test_two_tabs_show_the_chat_and_the_card_data_masked_in_both(payments: System, tmp_path: Path) -> None:
+    """Two tabs of the site (one browser: they share localStorage): the second opens on the chat of the
+    first and shows it whole, the customer's lines too, with card data masked as stored; the customer
+    writes in either and both show it; neither is pushed out."""
     with chromium() as browser:
-        first = browser.new_page()
+        context = browser.new_context()
+        first = context.new_page()
         _open_chat(first, payments)
-        _say(first, "what can you do", "make a payment or ask for your balance")
-        kept = first.evaluate("() => sessionStorage.getItem('lexdesk.chat')")
-        second_context = browser.new_context()
-        second_context.add_init_script(f"sessionStorage.setItem('lexdesk.chat', {json.dumps(kept)})")
-        second = second_context.new_page()
+        _say(first, "I want to make a payment", "account ID")
+        _say(first, "1234", "How much")
+        _say(first, "$250", "credit card number")
+        second = context.new_page()
         _open_chat(second, payments)
-        first.wait_for_function("document.getElementById('state').textContent === 'open in another window'",
-                                timeout=20_000)
-        first.screenshot(path=str(tmp_path / "superseded.png"))
-        assert first.is_disabled("#text")
-        # The second window carries on; the first waits for the customer to choose.
-        _say(second, "I want to make a payment", "account ID")
-        first.wait_for_timeout(1500)
-        assert first.evaluate("document.getElementById('state').textContent") == "open in another window"
-        first.click("text=Continue the chat in this window")
-        first.wait_for_selector("#text:not([disabled])", timeout=20_000)
-        second.wait_for_function("document.getElementById('state').textContent === 'open in another window'",
-                                 timeout=20_000)
+        wait_for_text(second, "#log .customer", "$250")
+        wait_for_text(second, "#log .bot", "credit card number")
+        # The card number typed in the second tab is masked in the first as the server stored it.
+        _say(second, CARD, "is that correct?")
+        wait_for_text(first, "#log .bot", "is that correct?")
+        wait_for_text(first, "#log .customer", "[redacted]")
+        _say(first, "yes", "expiration date")
+        wait_for_text(second, "#log .customer", "yes")
+        shown = {name: [line["text"] for line in page.evaluate(SHOWN) if "customer" in line["cls"]]
+                 for name, page in (("first", first), ("second", second))}
+        for page in (first, second):
+            assert page.evaluate("document.getElementById('state').textContent") != "open in another window"
+        first.screenshot(path=str(tmp_path / "tab-1.png"))
+        second.screenshot(path=str(tmp_path / "tab-2.png"))
+        stored = [page.evaluate(STORED) for page in (first, second)]
+    assert shown["first"] == shown["second"] == ["I want to make a payment", "1234", "$250", "[redacted]", "yes"]
+    assert _no_clear_card(json.dumps(stored))

@@ -185,9 +185,10 @@ def test_attack_a_forged_or_altered_handle_is_refused(system: System) -> None:
     asyncio.run(attack())
 
 
-def test_a_second_socket_replaces_the_first_which_is_told(system: System) -> None:
-    """Another tab (or a reload) takes the conversation over; the older socket is closed with 4409, never
-    left open receiving nothing. The same for the native protocol's resume."""
+def test_a_second_lex_web_ui_tab_shows_the_chat_too(system: System) -> None:
+    """Another Lex Web UI tab of the live chat: both stay open and both are shown the agent's messages.
+    (What was written to one counts as shown, the dialect having no acknowledgements: a tab opened late
+    is sent only what no tab has been written yet.)"""
 
     async def tabs() -> None:
         handle = call_code_hook(system, code_hook_event(f"tabs-{uuid.uuid4().hex}"))[
@@ -196,26 +197,14 @@ def test_a_second_socket_replaces_the_first_which_is_told(system: System) -> Non
         greeting = await next_event(first)
         assert greeting["event_type"] == "message_created"
         async with connect(lexwebui_url(system, handle, edge=1)) as second:
-            await asyncio.wait_for(first.wait_closed(), 10)
-            assert first.close_code == 4409
             await second.send(json.dumps({"action": "onMessage", "message": "from the second tab"}))
-            # A new tab is shown what was not acknowledged yet (the greeting, perhaps), then the echo.
-            contents = [(await next_event(second))["content"]]
-            while contents[-1] != "You said: from the second tab":
-                contents.append((await next_event(second))["content"])
-            assert set(contents) <= {"Hi, this is Alex. How can I help you today?", "You said: from the second tab"}
-
-        customer = Customer()
-        await customer.hello(system.edge_urls[0])
-        other_tab = Customer()
-        other_tab.welcome = customer.welcome
-        await other_tab.resume(system.edge_urls[1], last_seq=0)
-        await asyncio.wait_for(customer.closed.wait(), 10)
-        superseded = [f for f in customer.others if f.get("code") == "superseded"]
-        assert superseded and customer.ws is not None and customer.ws.close_code == 4409
-        await other_tab.say("what is my balance")
-        await other_tab.wait_text("bot", "checking or savings")
-        await other_tab.disconnect()
+            for tab in (first, second):
+                contents = [(await next_event(tab))["content"]]
+                while contents[-1] != "You said: from the second tab":
+                    contents.append((await next_event(tab))["content"])
+                assert set(contents) <= {"Hi, this is Alex. How can I help you today?", "You said: from the second tab"}
+            assert first.close_code is None
+        await first.close()
 
     asyncio.run(tabs())
 

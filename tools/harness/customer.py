@@ -27,6 +27,7 @@ class Customer:
         self.shown: list[Frame] = []  # seq-carrying frames, each seq once, in display order
         self.duplicates = 0  # resent frames the client dropped (same seq again)
         self.others: list[Frame] = []  # accepted, error, pong ...
+        self.received: list[Frame] = []  # every frame, in the order it came
         self.last_seq = 0
         self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -44,12 +45,12 @@ class Customer:
         self.welcome = await self.wait_other(lambda f: f["type"] == "welcome")
         return self.welcome
 
-    async def resume(self, url: str, last_seq: int | None = None) -> Frame:
+    async def resume(self, url: str, last_seq: int | None = None, **fields: Any) -> Frame:
         assert self.welcome is not None
         await self.connect(url)
         seq = self.last_seq if last_seq is None else last_seq
         self.others.clear()
-        await self.send({"type": "resume", "resume_token": self.welcome["resume_token"], "last_seq": seq})
+        await self.send({"type": "resume", "resume_token": self.welcome["resume_token"], "last_seq": seq, **fields})
         self.welcome = await self.wait_other(lambda f: f["type"] in ("welcome", "error"))
         return self.welcome
 
@@ -75,6 +76,7 @@ class Customer:
         try:
             async for raw in self.ws:
                 frame = json.loads(raw)
+                self.received.append(frame)
                 if isinstance(frame.get("seq"), int) and frame["type"] in ("message", "event"):
                     if frame["seq"] <= self.last_seq:
                         self.duplicates += 1
@@ -133,6 +135,10 @@ class Customer:
     def statuses(self, message_id: str) -> list[str]:
         """Every status the customer was told for one of their messages, in the order told."""
         return [f["status"] for f in self.others if f["type"] == "status" and f["id"] == message_id]
+
+    def echoes(self) -> list[str]:
+        """The texts of the `echo` frames: the customer's lines written in other tabs."""
+        return [f["text"] for f in self.others if f["type"] == "echo"]
 
     def texts(self, sender: str | None = None) -> list[str]:
         return [f["text"] for f in self.shown if f["type"] == "message" and (sender is None or f["from"] == sender)]
