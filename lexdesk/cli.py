@@ -63,6 +63,9 @@ def up(
 
     settings = _settings()
     environ = {**os.environ, **supervisor.ensure_secrets(settings.state_dir, dict(os.environ))}
+    if emulators:
+        # The Talkdesk emulator serves the customer-typing call Digital Connect's public API lacks.
+        environ.setdefault("LEXDESK_FORWARD_CUSTOMER_TYPING", "true")
     os.environ.update(environ)
     get_settings.cache_clear()
     settings = _settings()

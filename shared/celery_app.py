@@ -83,6 +83,7 @@ def get_celery_app() -> Celery:
     return build_celery_app(get_settings())
 
 
-def send_task(name: str, **kwargs: Any) -> None:
-    """Publish a task by name; with AMQP this returns only after the broker confirmed it."""
-    get_celery_app().send_task(name, kwargs=kwargs)
+def send_task(name: str, expires: float | None = None, **kwargs: Any) -> None:
+    """Publish a task by name; with AMQP this returns only after the broker confirmed it. A task with
+    `expires` (seconds) that a worker takes later than that is dropped unrun (worth nothing by then)."""
+    get_celery_app().send_task(name, kwargs=kwargs, expires=expires)

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # A bot answer of several messages goes out one message per this many seconds (as if typed), so a
     # customer who writes first can cut the rest short where the bot allows it; 0 sends them at once.
     bot_typing_delay: float = Field(1.0, ge=0, le=30)
+    # Forward the customer's typing to the agent (workers/talkdesk.py customer_typing). Digital Connect's
+    # public API has no call for it: turn it on only for a Talkdesk that serves
+    # POST /digital-connect/conversations/{id}/typing, as lexdesk's emulator does (`lexdesk up` turns it on).
+    forward_customer_typing: bool = False
     # While a conversation waits for an agent: a word to the customer (with their place in the queue)
     # every this many seconds, and back to the bot after the timeout (0: wait for ever).
     queue_update_interval: float = Field(30.0, gt=0, le=3600)

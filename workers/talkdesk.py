@@ -1,5 +1,6 @@
 """Queue `talkdesk`: everything bound for Talkdesk, in seq order: the handoff (start a conversation
-with the bot transcript), the customer's messages, and the end of the conversation."""
+with the bot transcript), the customer's messages, and the end of the conversation. Beside them, out
+of that order and best effort, the customer's typing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from shared.clients.errors import ConversationEndedError, ConversationGoneError, DeliveryError, classified
 from shared.clients.factory import talkdesk_client
-from shared.db import session_scope
+from shared.db import read_scope, session_scope
 from shared.domain import handoff_request
 from shared.leases import Lease, lock_conversation
 from shared.leases import drain as drain_with_lease
@@ -31,6 +32,27 @@ def drain(self: Task, conversation_id: str, lease_holder: str | None = None) -> 
                          lambda lease: _step(conversation_id, lease), holder=lease_holder)
     except RetryLater as exc:
         retry_drain(self, exc)
+
+
+@app.task(name="talkdesk.customer_typing", ignore_result=True)
+def customer_typing(conversation_id: str, active: bool) -> None:
+    """The customer started or stopped typing: told to the agent, if one has the chat. Best effort and
+    not stored: a typing indicator is stale within seconds, so a failed call is logged and dropped, never
+    retried (the edge sends `true` again every few seconds while the customer types, and the agent's
+    side lets one lapse by itself), and the edge publishes it with an expiry, so a backlog drops it."""
+    config = settings()
+    if not config.forward_customer_typing:
+        return
+    with read_scope(config.database_url) as session:
+        row = session.execute(select(Conversation.state, Conversation.talkdesk_conversation_id)
+                              .where(Conversation.id == conversation_id)).one_or_none()
+    if row is None or row.state != ConversationState.AGENT_ACTIVE or not row.talkdesk_conversation_id:
+        return
+    try:
+        with classified("Talkdesk customer typing"):
+            talkdesk_client().customer_typing(row.talkdesk_conversation_id, active)
+    except DeliveryError as exc:
+        log.info("customer_typing_not_forwarded", conversation_id=conversation_id, error=str(exc)[:200])
 
 
 def _step(conversation_id: str, lease: Lease) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,7 @@ from shared.protocol import (
     Hello,
     Rating,
     Resume,
+    Typing,
     describe_validation_error,
     error_frame,
     json_depth,
@@ -80,6 +82,11 @@ SUPERSEDED = error_frame("superseded", "this conversation was opened in more win
 # publish was lost), or that has held back this many live frames waiting for it, is closed with 1013 (try
 # again later): the client's next resume catches up, where waiting on would show nothing, or run out of memory.
 CATCH_UP_TIMEOUT_SECONDS = 60.0
+# A customer's typing that reaches a worker later than this is worth nothing and is dropped unrun.
+TYPING_EXPIRES_SECONDS = 5.0
+# What the events a socket is written say about whether an agent has the chat (customer typing goes on
+# to the agent only then).
+AGENT_PRESENCE = {"agent_joined": True, "agent_queued": False, "handoff_failed": False, "conversation_ended": False}
 MAX_HELD_FRAMES = 2000
 
 
@@ -240,6 +247,8 @@ class EdgeServer:
                 await session.websocket.send(json.dumps(frame))
             if isinstance(frame.get("seq"), int):
                 session.written_seq = max(session.written_seq, frame["seq"])
+            if frame.get("type") == "event" and frame.get("event") in AGENT_PRESENCE:
+                session.agent_active = AGENT_PRESENCE[frame["event"]]
             if frame.get("type") == "event" and frame.get("event") in ("conversation_ended", "rated"):
                 # A rating (asked for when the agent ends the chat) comes on a socket resumed for it.
                 session.closed = True
@@ -404,9 +413,22 @@ class EdgeServer:
                 await self._end(session)
             case Rating():
                 await self._rate(session, frame)
-            case _:
-                pass  # typing: Digital Connect has no typing indicator to forward it to
+            case Typing():
+                await self._typing(session, frame)
         return True
+
+    async def _typing(self, session: CustomerSession, typing: Typing) -> None:
+        """Best effort, and answered with nothing either way (docs/protocol.md §2): on to the agent while
+        one has the chat, if the Talkdesk in use has a call for it (LEXDESK_FORWARD_CUSTOMER_TYPING)."""
+        if not self.settings.forward_customer_typing or not session.agent_active or session.closed:
+            return
+        if not session.typing.forward(typing.active, time.monotonic()):
+            return
+        try:
+            await self._io(send_task, "talkdesk.customer_typing", expires=TYPING_EXPIRES_SECONDS,
+                           conversation_id=session.conversation_id, active=typing.active)
+        except Exception as exc:
+            log.warning("customer_typing_publish_failed", conversation_id=session.conversation_id, error=repr(exc))
 
     async def _start(self, session: CustomerSession, frame: Hello | Resume) -> bool:
         """hello or resume. A new conversation counts against the address's allowance first (a resume
@@ -518,6 +540,7 @@ class EdgeServer:
     async def _welcome(self, session: CustomerSession, attached: persistence.Attached) -> bool:
         session.conversation_id = attached.conversation_id
         session.closed = attached.state == "closed"
+        session.agent_active = attached.state == "agent_active"
         await self._send(session, {
             "type": "welcome",
             "conversation_id": attached.conversation_id,
@@ -540,6 +563,7 @@ class EdgeServer:
         outcome = await self._store(session, message.id, inbound.customer_message, self.settings,
                                     session.conversation_id, message.id, message.text, session.connection_id)
         if outcome in (inbound.Outcome.STORED, inbound.Outcome.DUPLICATE):
+            session.typing.active = False  # a message ends the typing: the next keystroke is news again
             await self._send(session, {"type": "accepted", "id": message.id})
         elif outcome == inbound.Outcome.CLOSED:
             session.closed = True

@@ -188,6 +188,28 @@ def _decrement(counts: dict[str, int], key: str) -> None:
 
 
 @dataclass
+class TypingThrottle:
+    """Which of a socket's `typing` frames go on to the agent: a change at once, a `true` repeated at
+    most every `refresh` seconds while the customer keeps typing (the agent's side lets one lapse by
+    itself), and none sooner than `min_interval` after the last, whatever the client sends: a socket
+    flipping it in a loop costs one task a second at most. (A `false` that comes too soon is dropped:
+    the customer's message, or the lapse, ends the indicator.)"""
+
+    refresh: float = 4.0
+    min_interval: float = 1.0
+    active: bool = False
+    last_sent: float = float("-inf")
+
+    def forward(self, active: bool, now: float) -> bool:
+        if now - self.last_sent < self.min_interval:
+            return False
+        if active == self.active and (not active or now - self.last_sent < self.refresh):
+            return False
+        self.active, self.last_sent = active, now
+        return True
+
+
+@dataclass
 class CustomerSession:
     connection_id: str
     websocket: ServerConnection
@@ -210,6 +232,10 @@ class CustomerSession:
     held: list[dict[str, Any]] = field(default_factory=list)
     catch_up_timer: asyncio.TimerHandle | None = None
     closer: asyncio.Task[None] | None = None  # closing it for want of a catch-up (kept: tasks are weak)
+    # An agent has the chat, as far as the frames this socket was written say: only then does the
+    # customer's typing go on (to the agent).
+    agent_active: bool = False
+    typing: TypingThrottle = field(default_factory=TypingThrottle)
 
 
 class SessionRegistry:

@@ -31,6 +31,9 @@ CONVERSATION_ENDED_CODE = "3016011"
 SCOPE = "digital-connect:write"
 # Not in the public docs we have (docs/protocol.md §4); kept in this one place.
 END_CONVERSATION_PATH = "/digital-connect/conversations/{id}"
+# Not in Digital Connect's public API either: lexdesk's Talkdesk emulator serves it (its console shows
+# "Customer is typing…"), and it is called only with LEXDESK_FORWARD_CUSTOMER_TYPING on.
+CUSTOMER_TYPING_PATH = "/digital-connect/conversations/{id}/typing"
 # The shape of the ids Talkdesk issues (UUIDs and opaque alphanumeric ids): letters, digits, '-' and '_'.
 # An id is checked against it before it is pasted into a URL path, and percent-encoded as one path
 # segment all the same, so that no id can reach another path on the API host with our bearer token.
@@ -127,8 +130,15 @@ class TalkdeskClient:
         with _gone_on_404():
             self._api("DELETE", END_CONVERSATION_PATH.format(id=segment), idempotency_key=f"end-{segment}")
 
-    def _api(self, method: str, path: str, *, idempotency_key: str, **kwargs: Any) -> httpx.Response:
-        headers = {"x-idempotency-key": _ascii_header("x-idempotency-key", idempotency_key)}
+    def customer_typing(self, conversation_id: str, active: bool) -> None:
+        """The customer started (or stopped) typing. Ephemeral, so no idempotency key: latest wins."""
+        with _gone_on_404():
+            self._api("POST", CUSTOMER_TYPING_PATH.format(id=_path_segment(conversation_id)), json={"active": active})
+
+    def _api(self, method: str, path: str, *, idempotency_key: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {}
+        if idempotency_key is not None:
+            headers["x-idempotency-key"] = _ascii_header("x-idempotency-key", idempotency_key)
         for attempt in (1, 2):
             headers["Authorization"] = f"Bearer {self._access_token(force=attempt == 2)}"
             try:

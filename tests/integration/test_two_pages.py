@@ -1,7 +1,8 @@
 """Customer and agent in two pages, in Chromium, through the whole journey on PostgreSQL + RabbitMQ: the
 customer's chat page and the Talkdesk emulator's agent console (a person, no scripted agent). The
-agent takes the chat, types and replies; the customer reloads mid-conversation; a Talkdesk outage
-shows `delayed`, then `delivered`, on the customer's bubble; the agent closes; the customer rates."""
+agent takes the chat, types and replies; the customer types (shown in the console); the customer
+reloads mid-conversation; a Talkdesk outage shows `delayed`, then `delivered`, on the customer's
+bubble; the agent closes; the customer rates."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tools.harness.backends import backend
 from tools.harness.system import System
 
 NAME_KEY = "talkdesk-emulator.agent-name"  # the console keeps the person's name here
+CUSTOMER_TYPING = "Customer is typing…"
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +58,15 @@ def test_customer_and_agent_in_two_pages(person_answers: System, tmp_path: Path)
         wait_for_text(customer, "#log .agent", "Hi, I'm Sam")
         assert customer.locator("#typing").inner_text() == ""
 
+        # The customer's typing is shown in the console (forwarded while an agent has the chat); their
+        # message ends it.
+        customer.type("#text", "my card was", delay=40)
+        agent.wait_for_function(f"() => document.getElementById('customer-typing').textContent === {CUSTOMER_TYPING!r}",
+                                timeout=20_000)
+        agent.screenshot(path=str(tmp_path / "agent-customer-typing.png"))
         say(customer, "my card was charged twice")
         wait_for_text(agent, "#chat", "my card was charged twice")
+        agent.wait_for_function("() => document.getElementById('customer-typing').textContent === ''", timeout=20_000)
         customer.reload()  # mid-conversation
         customer.wait_for_selector("#text:not([disabled])", timeout=20_000)
         assert customer.locator("#log .agent", has_text="Hi, I'm Sam").count() == 1  # shown once, not lost

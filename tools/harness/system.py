@@ -122,6 +122,7 @@ class System:
                 "ADDRESS_MAX_SOCKETS", "ADDRESS_MAX_UNSTARTED_SOCKETS", "ADDRESS_NEW_SOCKETS",
                 "ADDRESS_NEW_CONVERSATIONS", "RATE_LIMIT_ADDRESS_MESSAGES")},
             "LEXDESK_HELLO_TIMEOUT": "3600",
+            "LEXDESK_FORWARD_CUSTOMER_TYPING": "true",  # the emulator serves the call
             **(extra_env or {}),
         }
         logs = workdir / "logs"
