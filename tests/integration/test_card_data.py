@@ -88,7 +88,9 @@ def payments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     with private_database("payments") as database, private_vhost("payments") as broker, \
             System(tmp_path_factory.mktemp("payments"), database, broker,
                    worker_queues=("routing,lex,talkdesk,timers",),
-                   extra_env={"LEXDESK_LEX_BOT_ID": "PAYMENTBOT"}) as running:
+                   # Two tabs a conversation, so that the tabs test can open a third.
+                   extra_env={"LEXDESK_LEX_BOT_ID": "PAYMENTBOT",
+                              "LEXDESK_MAX_SOCKETS_PER_CONVERSATION": "2"}) as running:
         yield running
 
 
@@ -233,5 +235,23 @@ def test_two_tabs_show_the_chat_and_the_card_data_masked_in_both(payments: Syste
         first.screenshot(path=str(tmp_path / "tab-1.png"))
         second.screenshot(path=str(tmp_path / "tab-2.png"))
         stored = [page.evaluate(STORED) for page in (first, second)]
+
+        # A third tab, one more than this system allows (LEXDESK_MAX_SOCKETS_PER_CONVERSATION=2): the oldest
+        # says so and waits for the customer instead of reconnecting, which would push out another.
+        third = context.new_page()
+        _open_chat(third, payments)
+        first.wait_for_function("document.getElementById('state').textContent === 'open in another window'",
+                                timeout=20_000)
+        first.screenshot(path=str(tmp_path / "superseded.png"))
+        assert first.is_disabled("#text")
+        _say(third, "11/29", "security code")
+        wait_for_text(second, "#log .bot", "security code")  # the second tab is still in it
+        first.wait_for_timeout(1000)
+        assert first.evaluate("document.getElementById('state').textContent") == "open in another window"
+        first.click("text=Continue the chat in this window")
+        first.wait_for_selector("#text:not([disabled])", timeout=20_000)
+        wait_for_text(first, "#log .bot", "security code")  # caught up with what it missed
+        second.wait_for_function("document.getElementById('state').textContent === 'open in another window'",
+                                 timeout=20_000)
     assert shown["first"] == shown["second"] == ["I want to make a payment", "1234", "$250", "[redacted]", "yes"]
     assert _no_clear_card(json.dumps(stored))

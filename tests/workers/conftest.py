@@ -30,12 +30,14 @@ class Env:
     talkdesk_url: str
 
 
-def customer_says(conversation_id: str, client_message_id: str, text: str) -> None:
-    """What the edge does with a customer's message frame."""
+def customer_says(conversation_id: str, client_message_id: str, text: str, connection_id: str | None = None) -> None:
+    """What the edge does with a customer's message frame (from socket `connection_id`, whose other tabs
+    would be sent its echo)."""
     from shared.inbound import Outcome, customer_message
     from shared.settings import get_settings
 
-    assert customer_message(get_settings(), conversation_id, client_message_id, text) == Outcome.STORED
+    assert customer_message(get_settings(), conversation_id, client_message_id, text, connection_id) == \
+        Outcome.STORED
 
 
 @pytest.fixture(scope="session")

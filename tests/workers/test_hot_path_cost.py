@@ -37,9 +37,9 @@ def _connected_conversation(env: Env) -> str:
 def test_a_bot_turn_costs_a_handful_of_commits(env: Env, pipeline: Pipeline) -> None:
     conversation_id = _connected_conversation(env)
     with pipeline.measure():  # warm: clients built, first Lex session
-        customer_says(conversation_id, "m0", "what is my balance")
+        customer_says(conversation_id, "m0", "what is my balance", "socket-1")
     with pipeline.measure() as cost:
-        customer_says(conversation_id, "m1", "checking")
+        customer_says(conversation_id, "m1", "checking", "socket-1")
     print(f"bot turn: {cost}")
     assert any("Checking account balance" in f.get("text", "") for f in pipeline.shown)
     assert cost.commits <= BOT_TURN_COMMITS, cost
@@ -57,7 +57,7 @@ def test_an_agent_round_trip_costs_a_handful_of_commits(env: Env, pipeline: Pipe
     callback = TestClient(create_app(get_settings()))
     conversation_id = _connected_conversation(env)
     with pipeline.measure():
-        customer_says(conversation_id, "m0", "I want to talk to an agent")
+        customer_says(conversation_id, "m0", "I want to talk to an agent", "socket-1")
     with session_scope(env.database_url) as session:
         from shared.models import Conversation
 
@@ -67,16 +67,33 @@ def test_an_agent_round_trip_costs_a_handful_of_commits(env: Env, pipeline: Pipe
     with pipeline.measure():
         assert callback.post(f"/talkdesk/conversations/{talkdesk_id}/agent-joined", json={"agent_name": "Alex"},
                              headers=headers).status_code == 202
-        customer_says(conversation_id, "m1", "warm-up")
+        customer_says(conversation_id, "m1", "warm-up", "socket-1")
         pipeline.run()
         assert callback.post(f"/talkdesk/conversations/{talkdesk_id}/messages", json={"id": "a0", "content": "hi"},
                              headers=headers).status_code == 202
 
     with pipeline.measure() as cost:
-        customer_says(conversation_id, "m2", "my card was charged twice")
+        customer_says(conversation_id, "m2", "my card was charged twice", "socket-1")
         pipeline.run()  # to Talkdesk
         assert callback.post(f"/talkdesk/conversations/{talkdesk_id}/messages",
                              json={"id": "a1", "content": "Sorry about that"}, headers=headers).status_code == 202
     print(f"agent round trip: {cost}")
     assert pipeline.shown[-1]["text"] == "Sorry about that"
     assert cost.commits <= AGENT_ROUND_TRIP_COMMITS, cost
+
+
+def test_a_second_tab_on_another_node_costs_publishes_not_commits(env: Env, pipeline: Pipeline) -> None:
+    """Several tabs (docs/protocol.md §2): a tab on a second edge node adds one publish per thing sent
+    to the customer (the echo of their line, the bot's frames, the `delivered` status) and no commit."""
+    conversation_id = _connected_conversation(env)
+    with pipeline.measure():
+        customer_says(conversation_id, "m0", "what is my balance", "socket-1")
+    with pipeline.measure() as alone:
+        customer_says(conversation_id, "m1", "what is my balance", "socket-1")
+    with session_scope(env.database_url) as session:
+        attach_connection(session, conversation_id, "socket-2", "another-node", max_sockets=5)
+    with pipeline.measure() as two_tabs:
+        customer_says(conversation_id, "m2", "what is my balance", "socket-1")
+    print(f"bot turn, one tab: {alone}; two tabs on two nodes: {two_tabs}")
+    assert two_tabs.commits <= BOT_TURN_COMMITS, two_tabs
+    assert two_tabs.publishes == alone.publishes + 3, (alone, two_tabs)

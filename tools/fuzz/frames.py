@@ -128,8 +128,9 @@ def _field_strategies(max_depth: int) -> dict[str, dict[str, tuple[st.SearchStra
     customer = st.fixed_dictionaries({}, optional={"name": NICE_TEXT, "email": NICE_TEXT, "phone": v.strings()})
     return {
         "hello": {"customer": (customer, wrong), "locale": (st.sampled_from(("en_US", "pt_PT", "")), wrong),
-                  "attributes": (st.dictionaries(v.strings(10), v.json_values(6), max_size=4), wrong)},
-        "resume": {"resume_token": (tokens_, wrong), "last_seq": (seqs, wrong)},
+                  "attributes": (st.dictionaries(v.strings(10), v.json_values(6), max_size=4), wrong),
+                  "echo": (st.booleans(), wrong)},
+        "resume": {"resume_token": (tokens_, wrong), "last_seq": (seqs, wrong), "echo": (st.booleans(), wrong)},
         "message": {"id": (st.one_of(st.uuids().map(str), NICE_TEXT, v.long_text((1, 127, 128, 129))), wrong),
                     "text": (st.one_of(st.sampled_from(BOT_TEXTS), NICE_TEXT, v.strings(60),
                                        v.long_text((1, 1023, 1024, 1025, 4_000))), wrong)},
@@ -520,9 +521,9 @@ class FrameFuzzer:
         return sock
 
     def resolve_token(self, token: Token) -> str:
-        # Not the token of a socket still in use: resuming its conversation elsewhere would supersede that
-        # socket (by design the newest socket gets the conversation's frames), and its `end` would then
-        # never come back to it.
+        # Not the token of a socket still in use: its conversation resumed elsewhere would get that socket's
+        # frames there too (several tabs), an `end` sent there would close this one, and its answers would
+        # no longer be the answers to this socket's frames alone.
         live = {sock.token for sock in self.sockets.values() if sock.is_open}
         own = [t for t in self.own_tokens if t not in live]
         if token.kind == "own" and own:
