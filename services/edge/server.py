@@ -72,9 +72,9 @@ HARD_LIMIT_FACTOR = 4
 # A socket that has not started a conversation (hello or resume) within LEXDESK_HELLO_TIMEOUT is closed
 # with this code (like HTTP's 408): idle sockets must not pile up at no cost to whoever opens them.
 HELLO_TIMEOUT_CLOSE_CODE = 4408
-# A newer socket of the same conversation (another tab, a reload) replaced this one: the client is told
-# (native: this error frame) and the socket is closed with this code. The chat page does not reconnect
-# on it, or two tabs would take the conversation from each other for ever.
+# The conversation was opened in more sockets than LEXDESK_MAX_SOCKETS_PER_CONVERSATION and this is the
+# oldest: the client is told (native: this error frame) and the socket is closed with this code. The chat
+# page does not reconnect on it, or its tabs would push each other out for ever.
 SUPERSEDED_CLOSE_CODE = 4409
 SUPERSEDED = error_frame("superseded", "this conversation was opened in more windows than it may be shown in "
                          "at once; this one, the oldest, is closed")
@@ -82,12 +82,12 @@ SUPERSEDED = error_frame("superseded", "this conversation was opened in more win
 # publish was lost), or that has held back this many live frames waiting for it, is closed with 1013 (try
 # again later): the client's next resume catches up, where waiting on would show nothing, or run out of memory.
 CATCH_UP_TIMEOUT_SECONDS = 60.0
+MAX_HELD_FRAMES = 2000
 # A customer's typing that reaches a worker later than this is worth nothing and is dropped unrun.
 TYPING_EXPIRES_SECONDS = 5.0
 # What the events a socket is written say about whether an agent has the chat (customer typing goes on
 # to the agent only then).
 AGENT_PRESENCE = {"agent_joined": True, "agent_queued": False, "handoff_failed": False, "conversation_ended": False}
-MAX_HELD_FRAMES = 2000
 
 
 class EdgeServer:
