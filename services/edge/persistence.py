@@ -15,6 +15,7 @@ from shared.store import (
     create_conversation,
     detach_connection,
     detach_node,
+    live_sockets,
 )
 
 
@@ -27,6 +28,7 @@ class Attached:
     # The oldest sockets this one replaced (beyond LEXDESK_MAX_SOCKETS_PER_CONVERSATION): they are told,
     # then closed. The others stay, and show the conversation too.
     superseded: tuple[Socket, ...] = ()
+    others: tuple[Socket, ...] = ()  # the conversation's other live sockets: told how many tabs it is open in
 
 
 def open_conversation(url: str, hello: Hello, connection_id: str, node_id: str) -> Attached:
@@ -58,8 +60,9 @@ def attach(url: str, conversation_id: str, connection_id: str, node_id: str,
             return None
         superseded = attach_connection(session, conversation_id, connection_id, node_id, dialect=dialect,
                                        max_sockets=max_sockets)
+        others = tuple(s for s in live_sockets(session, conversation_id) if s.connection_id != connection_id)
         return Attached(conversation.id, conversation.state, conversation.last_frame_seq,
-                        conversation.acked_frame_seq, tuple(superseded))
+                        conversation.acked_frame_seq, tuple(superseded), others)
 
 
 def _closed_before(conversation: Conversation, cutoff: datetime) -> bool:
@@ -72,6 +75,8 @@ def forget_node(url: str, node_id: str) -> int:
         return detach_node(session, node_id)
 
 
-def detach(url: str, connection_id: str) -> None:
+def detach(url: str, connection_id: str, conversation_id: str) -> list[Socket]:
+    """The socket is gone; the conversation's sockets that remain (to be told how many tabs are left)."""
     with session_scope(url) as session:
         detach_connection(session, connection_id)
+        return live_sockets(session, conversation_id)

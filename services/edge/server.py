@@ -15,7 +15,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http import HTTPStatus
@@ -58,6 +58,7 @@ from shared.protocol import (
     json_depth,
 )
 from shared.settings import Settings
+from shared.store import Socket, by_node
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -233,7 +234,7 @@ class EdgeServer:
             seq = frame.get("seq")
             if isinstance(seq, int) and seq <= session.written_seq:
                 continue  # shown on this socket already: a catch-up overlapping live frames, a resend
-            if frame.get("type") == "echo" and not session.echo:
+            if frame.get("type") in ("echo", "tabs") and not session.echo:
                 continue  # the client did not ask for the other tabs' lines
             if session.dialect == "lexwebui":
                 translated = lexwebui.server_frame(frame)
@@ -298,7 +299,10 @@ class EdgeServer:
                     await writer
             self.registry.remove(session.connection_id)
             if session.conversation_id is not None:
-                await self._io(persistence.detach, self.settings.database_url, session.connection_id)
+                remaining = await self._io(persistence.detach, self.settings.database_url, session.connection_id,
+                                           session.conversation_id)
+                if remaining:
+                    await self._tell_tabs(session.conversation_id, remaining, len(remaining))
 
     async def _attach_lexwebui(self, session: CustomerSession, query: str) -> bool:
         handle = (parse_qs(query).get("conversationId") or [""])[0]
@@ -324,6 +328,7 @@ class EdgeServer:
         session.conversation_id = attached.conversation_id
         session.closed = attached.state == "closed"
         await self._tell_superseded(attached)
+        await self._tell_tabs(attached.conversation_id, attached.others, len(attached.others) + 1)
         # Everything the Lex Web UI has not been written yet (what was written to it counts as shown).
         await self._publish_or_error(session, "routing.customer_resumed", None,
                                      conversation_id=attached.conversation_id, last_seq=attached.acked_frame_seq,
@@ -340,6 +345,17 @@ class EdgeServer:
             except Exception as exc:  # the old node may be gone: its socket is gone with it
                 log.warning("supersede_notice_failed", conversation_id=attached.conversation_id,
                             node_id=socket.node_id, error=repr(exc))
+
+    async def _tell_tabs(self, conversation_id: str, sockets: Sequence[Socket], open_in: int) -> None:
+        """How many sockets the conversation is open in now, for those of its tabs that show it (native
+        sockets that asked for `echo`): a customer sees "open in 2 windows" when someone else opens their
+        chat with a leaked token, where the one-socket version told them by taking it over. Best effort."""
+        for node_id, connection_ids in by_node(s for s in sockets if s.dialect == "native").items():
+            try:
+                await self._io(publish_frames, node_id, conversation_id, connection_ids,
+                               [{"type": "tabs", "open": open_in}])
+            except Exception as exc:
+                log.warning("tabs_notice_failed", conversation_id=conversation_id, node_id=node_id, error=repr(exc))
 
     async def _on_lexwebui_frame(self, session: CustomerSession, raw: str | bytes) -> None:
         text = lexwebui.customer_text(raw)
@@ -528,6 +544,7 @@ class EdgeServer:
             await self._send(session, error_frame("invalid_token", "resume token is not valid"))
             return False
         await self._tell_superseded(attached)
+        await self._tell_tabs(attached.conversation_id, attached.others, len(attached.others) + 1)
         session.echo = resume.echo
         await self._welcome(session, attached)
         session.written_seq = min(resume.last_seq, attached.last_frame_seq)  # shown on an earlier socket
@@ -548,6 +565,7 @@ class EdgeServer:
             "state": attached.state,
             "last_seq": attached.last_frame_seq,
             "node_id": self.node_id,
+            "tabs": len(attached.others) + 1,  # extension: the sockets the conversation is open in
         })
         return True
 

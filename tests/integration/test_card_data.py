@@ -221,6 +221,8 @@ def test_two_tabs_show_the_chat_and_the_card_data_masked_in_both(payments: Syste
         _say(first, "$250", "credit card number")
         second = context.new_page()
         _open_chat(second, payments)
+        for page in (first, second):  # every window says the chat is open in two
+            wait_for_text(page, "#tabs", "open in 2 windows")
         wait_for_text(second, "#log .customer", "$250")
         wait_for_text(second, "#log .bot", "credit card number")
         # The card number typed in the second tab is masked in the first as the server stored it.

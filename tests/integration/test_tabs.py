@@ -157,3 +157,26 @@ def test_more_tabs_than_allowed_push_out_the_oldest_and_a_stranger_gets_nothing(
             await tab.disconnect()
 
     asyncio.run(flood())
+
+
+def test_a_leaked_token_opening_the_chat_elsewhere_is_shown_in_the_customers_tab(system: System) -> None:
+    """Attack: someone with the customer's resume token (copied from a shared computer, a proxy log)
+    opens the chat. With one socket per conversation the customer was told by losing it; with several
+    tabs they are told how many it is open in (`tabs`), when it opens and when it closes."""
+
+    async def intrusion() -> None:
+        owner = Customer()
+        welcome = await owner.hello(system.edge_urls[0], echo=True)
+        assert welcome["tabs"] == 1
+        intruder = Customer()
+        intruder.welcome = owner.welcome
+        opened = await intruder.resume(system.edge_urls[1], last_seq=0)
+        assert opened["tabs"] == 2
+        await owner.wait_other(lambda f: f["type"] == "tabs" and f["open"] == 2)
+        await intruder.disconnect()
+        await owner.wait_other(lambda f: f["type"] == "tabs" and f["open"] == 1)
+        assert [f["open"] for f in owner.others if f["type"] == "tabs"] == [2, 1]
+        assert not [f for f in intruder.others if f["type"] == "tabs"]  # it did not ask (no `echo`)
+        await owner.disconnect()
+
+    asyncio.run(intrusion())
