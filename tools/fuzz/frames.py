@@ -416,6 +416,14 @@ class Socket:
                     result.garbage.append(json.dumps(frame)[:200])
                 result.pushed += 1
                 continue
+            if frame.get("type") in ("echo", "tabs"):
+                # The conversation's other tabs (§2 "Several tabs"), pushed to a socket that asked for them.
+                shaped = (isinstance(frame.get("id"), str) and isinstance(frame.get("text"), str)
+                          if frame["type"] == "echo" else isinstance(frame.get("open"), int) and frame["open"] >= 1)
+                if not shaped:
+                    result.garbage.append(json.dumps(frame)[:200])
+                result.pushed += 1
+                continue
             if frame.get("type") in ("message", "event") and isinstance(frame.get("seq"), int):
                 result.pushed += 1
                 self.max_seq = max(self.max_seq, frame["seq"])
