@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -258,3 +260,5 @@ def test_two_tabs_show_the_chat_and_the_card_data_masked_in_both(payments: Syste
                                  timeout=20_000)
     assert shown["first"] == shown["second"] == ["I want to make a payment", "1234", "$250", "[redacted]", "yes"]
     assert _no_clear_card(json.dumps(stored))
+    if os.environ.get("SCREENSHOTS_DIR"):  # `SCREENSHOTS_DIR=docs/screenshots pytest ...` refreshes the README's
+        shutil.copy(tmp_path / "tab-1.png", Path(os.environ["SCREENSHOTS_DIR"]) / "two-tabs.png")
