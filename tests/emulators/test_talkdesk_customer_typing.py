@@ -34,7 +34,6 @@ from tests.emulators.test_talkdesk_emulator import (
 )
 from tools.harness.servers import serve_asgi
 
-SCREENSHOT = Path("/tmp/console-typing.png")
 VIEWPORT = {"width": 1366, "height": 820}
 TYPING_TEXT = "Customer is typing\u2026"
 
@@ -221,7 +220,8 @@ def test_typing_is_not_kept_in_the_state_file(tmp_path: Path) -> None:
 # The console
 
 
-def test_the_console_shows_the_customer_typing() -> None:
+def test_the_console_shows_the_customer_typing(tmp_path: Path) -> None:
+    screenshot = tmp_path / "console-typing.png"
     receiver = Receiver()
     with emulator_with_receiver(receiver, scripted_agent=False) as client, chromium() as browser:
         headers = auth(client)
@@ -252,7 +252,7 @@ def test_the_console_shows_the_customer_typing() -> None:
         expect(indicator).to_have_text(TYPING_TEXT)
         expect(hint).to_have_text(" \u00b7 typing\u2026")
         page.locator("#agent-input").blur()  # no focus ring in the picture
-        page.screenshot(path=str(SCREENSHOT))
+        page.screenshot(path=str(screenshot))
         # The live region is told once: later refreshes leave its text alone, so it is not re-announced.
         page.evaluate(
             """() => { window.typingChanges = 0;
@@ -277,4 +277,4 @@ def test_the_console_shows_the_customer_typing() -> None:
 
         assert page.locator("#error").inner_text() == ""
         assert errors == []
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000
