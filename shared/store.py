@@ -174,24 +174,30 @@ class Socket(NamedTuple):
     dialect: str
 
 
+class Attachment(NamedTuple):
+    replaced: list[Socket]  # the oldest sockets the new one pushed out: to be told
+    others: list[Socket]  # the conversation's live sockets besides the new one
+
+
 def attach_connection(session: Session, conversation_id: str, connection_id: str, node_id: str,
-                      dialect: str = "native", max_sockets: int = 1) -> list[Socket]:
+                      dialect: str = "native", max_sockets: int = 1) -> Attachment:
     """The new socket joins the conversation's live ones (several tabs each show it); the oldest live
-    ones beyond `max_sockets` in all make way, and are returned so that they can be told. Rows of
-    sockets that are gone are deleted here, so a conversation keeps at most `max_sockets` rows, not one
-    per resume: a client resuming in a loop must not grow the table. (A live row whose node died without
-    saying so is pushed out the same way, or goes when that node starts again: detach_node.)"""
+    ones beyond `max_sockets` in all make way. Rows of sockets that are gone are deleted here, so a
+    conversation keeps at most `max_sockets` rows, not one per resume: a client resuming in a loop must
+    not grow the table. (A live row whose node died without saying so is pushed out the same way, or
+    goes when that node starts again: detach_node.)"""
     session.execute(delete(Connection).where(Connection.conversation_id == conversation_id,
                                              Connection.disconnected_at.is_not(None)))
     live = live_sockets(session, conversation_id)
-    replaced = live[:max(0, len(live) - max_sockets + 1)]
+    cut = max(0, len(live) - max_sockets + 1)
+    replaced, others = live[:cut], live[cut:]
     if replaced:
         session.execute(delete(Connection).where(
             Connection.connection_id.in_([socket.connection_id for socket in replaced])))
     session.add(Connection(conversation_id=conversation_id, connection_id=connection_id, node_id=node_id,
                            dialect=dialect))
     session.flush()
-    return replaced
+    return Attachment(replaced, others)
 
 
 def live_sockets(session: Session, conversation_id: str) -> list[Socket]:

@@ -58,11 +58,10 @@ def attach(url: str, conversation_id: str, connection_id: str, node_id: str,
             return None
         if closed_grace is not None and _closed_before(conversation, utcnow() - timedelta(seconds=closed_grace)):
             return None
-        superseded = attach_connection(session, conversation_id, connection_id, node_id, dialect=dialect,
+        attachment = attach_connection(session, conversation_id, connection_id, node_id, dialect=dialect,
                                        max_sockets=max_sockets)
-        others = tuple(s for s in live_sockets(session, conversation_id) if s.connection_id != connection_id)
         return Attached(conversation.id, conversation.state, conversation.last_frame_seq,
-                        conversation.acked_frame_seq, tuple(superseded), others)
+                        conversation.acked_frame_seq, tuple(attachment.replaced), tuple(attachment.others))
 
 
 def _closed_before(conversation: Conversation, cutoff: datetime) -> bool:

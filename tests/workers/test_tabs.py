@@ -9,14 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kombu import Connection
 
 from shared.db import session_scope
-from shared.edge_bus import CATCH_UP_DONE, CATCH_UP_MORE, edge_queue
+from shared.edge_bus import CATCH_UP_DONE, CATCH_UP_MORE
 from shared.inbound import Outcome, customer_message
 from shared.models import Destination, Sender
 from shared.store import add_event, add_message, attach_connection, create_conversation
-from tests.workers.conftest import Env
+from tests.workers.conftest import EdgeQueue, Env
 from workers import routing
 from workers.routing import FRAMES_PER_PUBLISH
 
@@ -25,20 +24,14 @@ class Nodes:
     """The queues of two edge nodes, read as the nodes would: the envelopes, whole."""
 
     def __init__(self, broker_url: str, *node_ids: str) -> None:
-        self._connection = Connection(broker_url)
-        self._queues = {node: edge_queue(node).bind(self._connection.default_channel) for node in node_ids}
-        for queue in self._queues.values():
-            queue.declare()
-            queue.purge()
+        self._queues = {node: EdgeQueue(broker_url, node) for node in node_ids}
 
     def envelopes(self, node_id: str) -> list[dict[str, Any]]:
-        received = []
-        while (message := self._queues[node_id].get(no_ack=True)) is not None:
-            received.append(message.payload)
-        return received
+        return self._queues[node_id].envelopes()
 
     def close(self) -> None:
-        self._connection.release()
+        for queue in self._queues.values():
+            queue.close()
 
 
 @pytest.fixture
@@ -70,8 +63,8 @@ def conversation_with_history(env: Env) -> str:
 
 def attach(env: Env, conversation_id: str, connection_id: str, node_id: str, max_sockets: int = 5) -> list[str]:
     with session_scope(env.database_url) as session:
-        replaced = attach_connection(session, conversation_id, connection_id, node_id, max_sockets=max_sockets)
-        return [socket.connection_id for socket in replaced]
+        attachment = attach_connection(session, conversation_id, connection_id, node_id, max_sockets=max_sockets)
+        return [socket.connection_id for socket in attachment.replaced]
 
 
 def bot_says(env: Env, conversation_id: str, text: str) -> None:
