@@ -73,6 +73,12 @@ def current_status(message: Message) -> tuple[str, str | None] | None:
     return None
 
 
+def current_frame(message: Message) -> dict[str, Any] | None:
+    """The status frame saying what a customer's message has become by now, if there is one to send."""
+    status = current_status(message)
+    return frame(message, *status) if status is not None else None
+
+
 @dataclass
 class Notices:
     """Frames for customers gathered in one transaction, addressed in it, published after it commits:
@@ -91,9 +97,9 @@ class Notices:
 
     def add_current(self, messages: Iterable[Message]) -> None:
         for message in messages:
-            status = current_status(message)
-            if status is not None:
-                self.add(message, *status)
+            notice = current_frame(message)
+            if notice is not None:
+                self.frames.setdefault(message.conversation_id, []).append((notice, None))
 
     def echo(self, message: Message, after_seq: int, from_connection: str | None) -> None:
         """The customer's message, for the conversation's other tabs (docs/protocol.md §2 `echo`)."""
@@ -178,13 +184,8 @@ def snapshot(session: Session, conversation_id: str, notices: Notices) -> None:
 
 def snapshot_frames(session: Session, conversation_id: str) -> list[dict[str, Any]]:
     """On resume: the same, as frames for the one socket that resumed."""
-    frames = []
-    for message in _newest_customer_messages(session, conversation_id):
-        status = current_status(message)
-        notice = frame(message, *status) if status is not None else None
-        if notice is not None:
-            frames.append(notice)
-    return frames
+    return [notice for message in _newest_customer_messages(session, conversation_id)
+            if (notice := current_frame(message)) is not None]
 
 
 def _newest_customer_messages(session: Session, conversation_id: str) -> list[Message]:
