@@ -182,12 +182,11 @@ class EdgeServer:
         ids = envelope.get("connection_ids")
         if not isinstance(ids, list):
             ids = [envelope.get("connection_id")]  # from a worker of the one-socket version
-        frames = envelope.get("frames", [])
+        frames, catch_up = envelope.get("frames", []), envelope.get("catch_up")
         for connection_id in ids:
             session = self.registry.get(str(connection_id))
             if session is None or session.conversation_id != envelope.get("conversation_id"):
                 continue  # the socket is gone; the frames stay unacknowledged and go out again on resume
-            catch_up = envelope.get("catch_up")
             if catch_up is None and session.catching_up:
                 session.held.extend(frames)
                 if len(session.held) > MAX_HELD_FRAMES:
