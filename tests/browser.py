@@ -34,6 +34,11 @@ def open_chat(page: Page, url: str) -> None:
     page.wait_for_selector("#text:not([disabled])", timeout=20_000)
 
 
+def conversation_of(page: Page) -> str:
+    """The lexdesk conversation the chat page shows (kept in the tab's sessionStorage)."""
+    return str(page.evaluate("() => JSON.parse(sessionStorage.getItem('lexdesk.chat')).conversation"))
+
+
 def say(page: Page, text: str) -> None:
     """Type a message in the chat page and send it, as a customer does."""
     page.fill("#text", text)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.browser import chromium, open_chat, say, wait_for_text
+from tests.browser import chromium, conversation_of, open_chat, say, wait_for_text
 from tools.harness.system import System
 
 MESSAGES = "() => [...document.querySelectorAll('#log .msg')].map(e => e.className + ': ' + e.firstChild.textContent)"
@@ -33,7 +33,7 @@ def test_a_customer_goes_through_the_whole_chat_in_the_page(system: System, tmp_
         say(page, "I want to talk to an agent")
         wait_for_text(page, "#log .agent", "How can I help")
         assert page.locator("#log .agent .author").first.inner_text() == "Alex"
-        conversation_id = page.evaluate("() => JSON.parse(sessionStorage.getItem('lexdesk.chat')).conversation")
+        conversation_id = conversation_of(page)
         with system.admin() as admin:
             talkdesk_id = admin.get(f"/api/conversations/{conversation_id}").json()["talkdesk_conversation_id"]
         with system.callback() as callback:

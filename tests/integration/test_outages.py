@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import chromium, open_chat, say, wait_for_last_fate
+from tests.browser import chromium, conversation_of, open_chat, say, wait_for_last_fate
 from tests.integration.journeys import eventually, reach_agent, talkdesk_id, talkdesk_record
 from tools.harness.backends import backend
 from tools.harness.customer import Customer
@@ -234,7 +234,7 @@ def test_the_chat_page_shows_each_bubble_sending_delayed_delivered_and_failed_wi
             timeout=30_000)
         page.screenshot(path=str(tmp_path / "bubble-delivered.png"))
 
-        conversation_id = page.evaluate("() => JSON.parse(sessionStorage.getItem('lexdesk.chat')).conversation")
+        conversation_id = conversation_of(page)
         with system.admin() as admin:
             lost = admin.get(f"/api/conversations/{conversation_id}").json()["talkdesk_conversation_id"]
         with system.talkdesk() as talkdesk:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium, open_chat, say, wait_for_last_fate, wait_for_text
+from tests.browser import chromium, conversation_of, open_chat, say, wait_for_last_fate, wait_for_text
 from tools.harness.backends import backend
 from tools.harness.system import System
 
@@ -37,7 +37,7 @@ def test_customer_and_agent_in_two_pages(person_answers: System, tmp_path: Path)
         open_chat(customer, f"{system.http_url}/")
         say(customer, "I want to talk to an agent")
         wait_for_text(customer, "#log .event", "Waiting for an agent")
-        conversation_id = customer.evaluate("() => JSON.parse(sessionStorage.getItem('lexdesk.chat')).conversation")
+        conversation_id = conversation_of(customer)
         with system.admin() as admin:
             talkdesk_id = admin.get(f"/api/conversations/{conversation_id}").json()["talkdesk_conversation_id"]
         assert talkdesk_id

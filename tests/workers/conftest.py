@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +39,32 @@ def customer_says(conversation_id: str, client_message_id: str, text: str, conne
 
     assert customer_message(get_settings(), conversation_id, client_message_id, text, connection_id) == \
         Outcome.STORED
+
+
+class EdgeQueue:
+    """An edge node's queue `edge.<node_id>`, read as the node would: what the tasks published to it."""
+
+    def __init__(self, broker_url: str, node_id: str) -> None:
+        from kombu import Connection
+
+        from shared.edge_bus import edge_queue
+
+        self._connection = Connection(broker_url)
+        self._queue = edge_queue(node_id).bind(self._connection.default_channel)
+        self._queue.declare()
+        self._queue.purge()
+
+    def envelopes(self) -> list[dict[str, Any]]:
+        received = []
+        while (message := self._queue.get(no_ack=True)) is not None:
+            received.append(message.payload)
+        return received
+
+    def frames(self) -> list[dict[str, Any]]:
+        return [frame for envelope in self.envelopes() for frame in envelope["frames"]]
+
+    def close(self) -> None:
+        self._connection.release()
 
 
 @pytest.fixture(scope="session")

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
-from kombu import Connection
 from sqlalchemy import select
 
 from shared.db import session_scope
-from shared.edge_bus import edge_queue
 from shared.models import Conversation, Message
 from shared.store import attach_connection
-from tests.workers.conftest import Env, customer_says
+from tests.workers.conftest import EdgeQueue, Env, customer_says
 from tests.workers.test_talkdesk_worker import NO_FAULTS, at_agent, drain_until_settled, emulator_record, faults
 from workers import talkdesk
 from workers.base import RetryLater
@@ -42,20 +39,11 @@ def configure(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
     get_settings.cache_clear()
 
 
-class EdgeNode:
-    """The queue of the edge node that holds the customer's socket, read as the node would."""
+class EdgeNode(EdgeQueue):
+    """The queue of the edge node that holds the customer's socket."""
 
     def __init__(self, broker_url: str) -> None:
-        self._connection = Connection(broker_url)
-        self._queue = edge_queue(NODE_ID).bind(self._connection.default_channel)
-        self._queue.declare()
-        self._queue.purge()
-
-    def frames(self) -> list[dict[str, Any]]:
-        received = []
-        while (message := self._queue.get(no_ack=True)) is not None:
-            received.extend(message.payload["frames"])
-        return received
+        super().__init__(broker_url, NODE_ID)
 
     def statuses(self) -> list[tuple[str, str]]:
         return [(f["id"], f["status"]) for f in self.frames() if f["type"] == "status"]
@@ -67,7 +55,7 @@ def node(env: Env) -> Iterator[EdgeNode]:
 
     edge = EdgeNode(get_settings().broker_url)
     yield edge
-    edge._connection.release()
+    edge.close()
 
 
 def with_socket(env: Env, conversation_id: str) -> None:
